@@ -1,0 +1,64 @@
+"""pybundle: write Airflow language-SDK bundles in Python.
+
+``serve(bundle)`` makes a Python program behave like a Go SDK bundle binary: metadata and spec
+dumps, coordinator mode under Airflow's task supervisor, and go-plugin mode for the Go Edge Worker.
+"""
+
+from __future__ import annotations
+
+import sys as _sys
+
+from . import _stdout
+
+if _stdout.needs_clean_stdout(_sys.argv[1:]):
+    # A dump or the go-plugin handshake is coming: keep the bundle's own prints off stdout.
+    _stdout.protect_stdout()
+
+from ._version import __version__
+from .core.client import Client, ConnectionClient, VariableClient, XComClient
+from .core.connection import Connection
+from .core.context import BundleInfo, Context, DagRunInfo, TaskInstanceInfo
+from .core.errors import (
+    AirflowApiError,
+    ConnectionNotFound,
+    FailTask,
+    InvalidRequest,
+    NotFound,
+    RegistrationError,
+    RequestNotAllowed,
+    SkipTask,
+    TaskCancelled,
+    VariableNotFound,
+)
+from .core.provider import Bundle, BundleProvider
+from .core.registry import Dag, Registry, Task
+from .serve import serve
+
+__all__ = [
+    "AirflowApiError",
+    "Bundle",
+    "BundleInfo",
+    "BundleProvider",
+    "Client",
+    "Connection",
+    "ConnectionClient",
+    "ConnectionNotFound",
+    "Context",
+    "Dag",
+    "DagRunInfo",
+    "FailTask",
+    "InvalidRequest",
+    "NotFound",
+    "RegistrationError",
+    "Registry",
+    "RequestNotAllowed",
+    "SkipTask",
+    "Task",
+    "TaskCancelled",
+    "TaskInstanceInfo",
+    "VariableClient",
+    "VariableNotFound",
+    "XComClient",
+    "__version__",
+    "serve",
+]

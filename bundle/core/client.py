@@ -1,0 +1,425 @@
+"""The ``Client`` a task uses to reach Airflow, identical in every mode.
+
+``Client`` and its narrower protocols (``VariableClient``, ``ConnectionClient``, ``XComClient``)
+are what task signatures name. ``MessageClient`` implements them once, on top of a *transport* that
+carries one request body to Airflow and returns the response body: the coordinator transport frames
+it over the comm socket, the go-plugin transport turns it into Execution API calls, and
+``bundle.testing`` answers it from memory. Environment overrides, masking, not-found handling and
+request validation therefore behave the same everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from .connection import Connection
+from .context import TaskInstanceInfo
+from .errors import AirflowApiError, ConnectionNotFound, NotFound, VariableNotFound
+from .masking import is_sensitive_name, masker
+from .messages import TASK_ACCESS, Access, validate_request
+
+
+class _NotSet:
+    def __repr__(self) -> str:
+        return "NOTSET"
+
+
+NOTSET: Any = _NotSet()
+
+Transport = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+"""Send one validated request body; return the response body (``None`` for an empty answer).
+
+Raises ``AirflowApiError`` when the peer answered in its error slot."""
+
+
+@runtime_checkable
+class VariableClient(Protocol):
+    def get_variable(self, key: str, default: Any = NOTSET, deserialize_json: bool = False) -> Any: ...
+
+    def set_variable(self, key: str, value: Any, description: str | None = None) -> None: ...
+
+    def delete_variable(self, key: str) -> None: ...
+
+
+@runtime_checkable
+class ConnectionClient(Protocol):
+    def get_connection(self, conn_id: str) -> Connection: ...
+
+
+@runtime_checkable
+class XComClient(Protocol):
+    def get_xcom(
+        self,
+        task_id: str,
+        key: str = "return_value",
+        *,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        map_index: int | None = None,
+        default: Any = None,
+    ) -> Any: ...
+
+    def push_xcom(self, key: str, value: Any) -> None: ...
+
+
+@runtime_checkable
+class Client(VariableClient, ConnectionClient, XComClient, Protocol):
+    """Everything a task may ask Airflow for; annotate a task parameter with it to receive one."""
+
+    def mask_secret(self, value: Any, name: str | None = None) -> None: ...
+
+
+class MessageClient:
+    """The one implementation of ``Client``; see the module docstring."""
+
+    def __init__(self, transport: Transport, ti: TaskInstanceInfo | None, access: Access = TASK_ACCESS):
+        self._transport = transport
+        self._ti = ti
+        self._access = access
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def request(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Validate and send one raw ``ToSupervisor`` body; return the answer body.
+
+        An ``ErrorResponse`` answer is returned as is; use the typed methods for mapped errors."""
+        validate_request(body, self._access)
+        return self._transport(body)
+
+    def _call(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        answer = self.request(body)
+        if isinstance(answer, Mapping) and answer.get("type") == "ErrorResponse":
+            raise _error_from(body, answer)
+        return answer
+
+    def _current(self) -> TaskInstanceInfo:
+        if self._ti is None:
+            raise RuntimeError(
+                "this request needs a running task instance (not available while parsing DAGs)"
+            )
+        return self._ti
+
+    # -- variables --------------------------------------------------------------------------
+    def get_variable(self, key: str, default: Any = NOTSET, deserialize_json: bool = False) -> Any:
+        env_value = os.environ.get("AIRFLOW_VAR_" + key.upper())
+        if env_value is not None:
+            value: str | None = env_value
+        else:
+            try:
+                answer = self._call({"type": "GetVariable", "key": key})
+            except VariableNotFound:
+                if default is NOTSET:
+                    raise
+                return default
+            value = (answer or {}).get("value")
+        if value is not None and is_sensitive_name(key):
+            self.mask_secret(value, key)
+        if deserialize_json and value is not None:
+            return json.loads(value)
+        return value
+
+    def set_variable(
+        self, key: str, value: Any, description: str | None = None, serialize_json: bool = False
+    ) -> None:
+        if serialize_json:
+            value = json.dumps(value, indent=2)
+        elif value is not None and not isinstance(value, str):
+            raise TypeError(f"variable {key!r}: value must be a str (or pass serialize_json=True)")
+        self._call({"type": "PutVariable", "key": key, "value": value, "description": description})
+
+    def delete_variable(self, key: str) -> None:
+        self._call({"type": "DeleteVariable", "key": key})
+
+    def get_variable_keys(self, prefix: str | None = None, limit: int = 1000, offset: int = 0) -> list[str]:
+        answer = self._call({"type": "GetVariableKeys", "prefix": prefix, "limit": limit, "offset": offset})
+        return list((answer or {}).get("keys") or [])
+
+    # -- connections ------------------------------------------------------------------------
+    def get_connection(self, conn_id: str) -> Connection:
+        env_value = os.environ.get("AIRFLOW_CONN_" + conn_id.upper())
+        if env_value is not None:
+            conn = Connection.from_env_value(conn_id, env_value)
+        else:
+            answer = self._call({"type": "GetConnection", "conn_id": conn_id}) or {}
+            conn = Connection.from_mapping(conn_id, dict(answer))
+        if conn.password:
+            self.mask_secret(conn.password, f"{conn_id}.password")
+        if conn.extra:
+            self.mask_secret(conn.extra, f"{conn_id}.extra")
+            sensitive = {k: v for k, v in conn.extra_dejson.items() if is_sensitive_name(k) and v}
+            if sensitive:
+                self.mask_secret(sensitive, f"{conn_id}.extra")
+        return conn
+
+    # -- xcoms ------------------------------------------------------------------------------
+    def _xcom_locator(
+        self, task_id: str | None, key: str, dag_id: str | None, run_id: str | None
+    ) -> dict[str, Any]:
+        ti = self._ti
+        if ti is None and (dag_id is None or run_id is None or task_id is None):
+            raise RuntimeError("dag_id, run_id and task_id are required outside a running task")
+        return {
+            "key": key,
+            "dag_id": dag_id if dag_id is not None else ti.dag_id,  # type: ignore[union-attr]
+            "run_id": run_id if run_id is not None else ti.run_id,  # type: ignore[union-attr]
+            "task_id": task_id if task_id is not None else ti.task_id,  # type: ignore[union-attr]
+        }
+
+    def get_xcom(
+        self,
+        task_id: str,
+        key: str = "return_value",
+        *,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        map_index: int | None = None,
+        default: Any = None,
+        include_prior_dates: bool = False,
+    ) -> Any:
+        body = {"type": "GetXCom", **self._xcom_locator(task_id, key, dag_id, run_id)}
+        if map_index is not None:
+            body["map_index"] = map_index
+        if include_prior_dates:
+            body["include_prior_dates"] = True
+        try:
+            answer = self._call(body)
+        except NotFound:
+            return default
+        value = (answer or {}).get("value")
+        return default if value is None else value
+
+    def push_xcom(self, key: str, value: Any) -> None:
+        ti = self._current()
+        body = {"type": "SetXCom", **self._xcom_locator(None, key, None, None), "value": value}
+        body["map_index"] = ti.map_index
+        self._call(body)
+
+    def delete_xcom(self, key: str, *, task_id: str | None = None, map_index: int | None = None) -> None:
+        body = {"type": "DeleteXCom", **self._xcom_locator(task_id, key, None, None)}
+        body["map_index"] = self._current().map_index if map_index is None and task_id is None else map_index
+        self._call(body)
+
+    def get_xcom_count(
+        self, task_id: str, key: str = "return_value", *, dag_id: str | None = None, run_id: str | None = None
+    ) -> int:
+        answer = self._call({"type": "GetXComCount", **self._xcom_locator(task_id, key, dag_id, run_id)})
+        return int((answer or {}).get("len", 0))
+
+    def get_xcom_sequence_item(
+        self,
+        task_id: str,
+        offset: int,
+        key: str = "return_value",
+        *,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+    ) -> Any:
+        body = {
+            "type": "GetXComSequenceItem",
+            **self._xcom_locator(task_id, key, dag_id, run_id),
+            "offset": offset,
+        }
+        return (self._call(body) or {}).get("root")
+
+    def get_xcom_sequence_slice(
+        self,
+        task_id: str,
+        start: int | None = None,
+        stop: int | None = None,
+        step: int | None = None,
+        key: str = "return_value",
+        *,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+    ) -> list[Any]:
+        body = {
+            "type": "GetXComSequenceSlice",
+            **self._xcom_locator(task_id, key, dag_id, run_id),
+            "start": start,
+            "stop": stop,
+            "step": step,
+        }
+        return list((self._call(body) or {}).get("root") or [])
+
+    # -- masking ----------------------------------------------------------------------------
+    def mask_secret(self, value: Any, name: str | None = None) -> None:
+        """Redact ``value`` from every later log line, locally and in Airflow's task log."""
+        masker.add(value)
+        self._call({"type": "MaskSecret", "value": value, "name": name})
+
+    # -- dag runs and task instances --------------------------------------------------------
+    def get_dag_run(self, dag_id: str | None = None, run_id: str | None = None) -> dict[str, Any]:
+        return _strip(self._call({"type": "GetDagRun", **self._run_locator(dag_id, run_id)}))
+
+    def get_dag_run_state(self, dag_id: str | None = None, run_id: str | None = None) -> str:
+        return _strip(self._call({"type": "GetDagRunState", **self._run_locator(dag_id, run_id)}))["state"]
+
+    def get_task_states(
+        self,
+        dag_id: str | None = None,
+        *,
+        run_ids: list[str] | None = None,
+        task_ids: list[str] | None = None,
+        task_group_id: str | None = None,
+        map_index: int | None = None,
+        logical_dates: list[datetime] | None = None,
+    ) -> dict[str, Any]:
+        body = self._filters(
+            "GetTaskStates", dag_id, run_ids, task_ids, task_group_id, map_index, logical_dates
+        )
+        return _strip(self._call(body))["task_states"]
+
+    def get_ti_count(
+        self,
+        dag_id: str | None = None,
+        *,
+        run_ids: list[str] | None = None,
+        task_ids: list[str] | None = None,
+        task_group_id: str | None = None,
+        map_index: int | None = None,
+        logical_dates: list[datetime] | None = None,
+        states: list[str] | None = None,
+    ) -> int:
+        body = self._filters("GetTICount", dag_id, run_ids, task_ids, task_group_id, map_index, logical_dates)
+        body["states"] = states
+        return int(_strip(self._call(body))["count"])
+
+    def get_dr_count(
+        self,
+        dag_id: str | None = None,
+        *,
+        run_ids: list[str] | None = None,
+        logical_dates: list[datetime] | None = None,
+        states: list[str] | None = None,
+    ) -> int:
+        body = {
+            "type": "GetDRCount",
+            "dag_id": dag_id or self._current().dag_id,
+            "run_ids": run_ids,
+            "logical_dates": logical_dates,
+            "states": states,
+        }
+        return int(_strip(self._call(body))["count"])
+
+    def get_previous_dag_run(
+        self, logical_date: datetime, *, dag_id: str | None = None, state: str | None = None
+    ) -> dict[str, Any] | None:
+        body = {
+            "type": "GetPreviousDagRun",
+            "dag_id": dag_id or self._current().dag_id,
+            "logical_date": logical_date,
+            "state": state,
+        }
+        return _strip(self._call(body)).get("dag_run")
+
+    def get_prev_successful_dag_run(self) -> dict[str, Any]:
+        ti_id = self._current().id
+        return _strip(self._call({"type": "GetPrevSuccessfulDagRun", "ti_id": ti_id}))
+
+    def trigger_dag_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        *,
+        conf: Mapping[str, Any] | None = None,
+        logical_date: datetime | None = None,
+        reset_dag_run: bool = False,
+        note: str | None = None,
+    ) -> None:
+        """Trigger another DAG run; raises ``AirflowApiError`` with ``DAGRUN_ALREADY_EXISTS`` on a clash."""
+        body = {
+            "type": "TriggerDagRun",
+            "dag_id": dag_id,
+            "run_id": run_id,
+            "conf": dict(conf) if conf is not None else None,
+            "logical_date": logical_date,
+            "reset_dag_run": reset_dag_run,
+            "note": note,
+        }
+        self._call(body)
+
+    # -- assets -----------------------------------------------------------------------------
+    def get_asset(self, *, name: str | None = None, uri: str | None = None) -> dict[str, Any]:
+        if (name is None) == (uri is None):
+            raise TypeError("get_asset() takes exactly one of name= or uri=")
+        body = (
+            {"type": "GetAssetByName", "name": name}
+            if name is not None
+            else {"type": "GetAssetByUri", "uri": uri}
+        )
+        return _strip(self._call(body))
+
+    # -- task state store -------------------------------------------------------------------
+    def get_task_state(self, key: str, default: Any = NOTSET) -> Any:
+        try:
+            answer = self._call({"type": "GetTaskStateStore", "ti_id": self._current().id, "key": key})
+        except NotFound:
+            if default is NOTSET:
+                raise
+            return default
+        return (answer or {}).get("value")
+
+    def set_task_state(self, key: str, value: Any, expires_at: datetime | None = None) -> None:
+        body = {
+            "type": "SetTaskStateStore",
+            "ti_id": self._current().id,
+            "key": key,
+            "value": value,
+            "expires_at": expires_at,
+        }
+        self._call(body)
+
+    def delete_task_state(self, key: str) -> None:
+        self._call({"type": "DeleteTaskStateStore", "ti_id": self._current().id, "key": key})
+
+    def clear_task_state(self) -> None:
+        self._call({"type": "ClearTaskStateStore", "ti_id": self._current().id})
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _run_locator(self, dag_id: str | None, run_id: str | None) -> dict[str, str]:
+        if dag_id is None or run_id is None:
+            ti = self._current()
+            dag_id, run_id = dag_id or ti.dag_id, run_id or ti.run_id
+        return {"dag_id": dag_id, "run_id": run_id}
+
+    def _filters(
+        self,
+        type_: str,
+        dag_id: str | None,
+        run_ids: list[str] | None,
+        task_ids: list[str] | None,
+        task_group_id: str | None,
+        map_index: int | None,
+        logical_dates: list[datetime] | None,
+    ) -> dict[str, Any]:
+        return {
+            "type": type_,
+            "dag_id": dag_id or self._current().dag_id,
+            "run_ids": run_ids,
+            "task_ids": task_ids,
+            "task_group_id": task_group_id,
+            "map_index": map_index,
+            "logical_dates": logical_dates,
+        }
+
+
+def _strip(answer: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (answer or {}).items() if k != "type"}
+
+
+_NOT_FOUND_ERRORS = {"XCOM_NOT_FOUND", "ASSET_NOT_FOUND", "TASK_STORE_NOT_FOUND", "ASSET_STORE_NOT_FOUND"}
+
+
+def _error_from(request: Mapping[str, Any], answer: Mapping[str, Any]) -> Exception:
+    error = answer.get("error") or "GENERIC_ERROR"
+    detail = answer.get("detail")
+    if error == "VARIABLE_NOT_FOUND":
+        return VariableNotFound(request.get("key", ""))
+    if error == "CONNECTION_NOT_FOUND":
+        return ConnectionNotFound(request.get("conn_id", ""))
+    if error in _NOT_FOUND_ERRORS:
+        return NotFound(error, detail)
+    return AirflowApiError(str(request.get("type")), error, detail)

@@ -1,0 +1,108 @@
+"""``Connection``: Airflow's connection fields, ``extra_dejson`` and ``get_uri()``.
+
+Also parses the two forms Airflow accepts in ``AIRFLOW_CONN_<ID>`` (a URI or a JSON object), so a
+connection defined in the environment works the same in every mode.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+
+
+@dataclass(frozen=True)
+class Connection:
+    conn_id: str
+    conn_type: str | None = None
+    host: str | None = None
+    schema: str | None = None
+    login: str | None = None
+    password: str | None = field(default=None, repr=False)
+    port: int | None = None
+    extra: str | None = field(default=None, repr=False)
+    description: str | None = None
+
+    @property
+    def extra_dejson(self) -> dict[str, Any]:
+        """``extra`` decoded from JSON; ``{}`` when empty or not a JSON object."""
+        if not self.extra:
+            return {}
+        try:
+            value = json.loads(self.extra)
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def get_uri(self) -> str:
+        """The connection as an Airflow connection URI (the ``AIRFLOW_CONN_*`` format)."""
+        scheme = (self.conn_type or "").replace("_", "-")
+        netloc = ""
+        if self.login is not None or self.password is not None:
+            netloc = quote(self.login or "", safe="")
+            if self.password is not None:
+                netloc += ":" + quote(self.password, safe="")
+            netloc += "@"
+        netloc += quote(self.host or "", safe="")
+        if self.port is not None:
+            netloc += f":{self.port}"
+        uri = f"{scheme}://{netloc}"
+        if self.schema:
+            uri += "/" + quote(self.schema, safe="")
+        extra = self.extra_dejson
+        if extra:
+            if all(isinstance(v, str) for v in extra.values()):
+                uri += "?" + urlencode(extra)
+            else:
+                uri += "?" + urlencode({"__extra__": json.dumps(extra)})
+        return uri
+
+    @classmethod
+    def from_uri(cls, conn_id: str, uri: str) -> Connection:
+        parts = urlsplit(uri)
+        if not parts.scheme:
+            raise ValueError(f"connection {conn_id!r}: {uri!r} is not a connection URI")
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        extra: str | None
+        if "__extra__" in query:
+            extra = query["__extra__"]
+        else:
+            extra = json.dumps(query) if query else None
+        return cls(
+            conn_id=conn_id,
+            conn_type=parts.scheme.replace("-", "_"),
+            host=unquote(parts.hostname) if parts.hostname else None,
+            schema=unquote(parts.path.lstrip("/")) or None,
+            login=unquote(parts.username) if parts.username is not None else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+            port=parts.port,
+            extra=extra,
+        )
+
+    @classmethod
+    def from_mapping(cls, conn_id: str, data: dict[str, Any]) -> Connection:
+        """Build from Airflow's JSON shape; ``extra`` may be a JSON string or a dict."""
+        extra = data.get("extra")
+        if isinstance(extra, dict):
+            extra = json.dumps(extra)
+        port = data.get("port")
+        return cls(
+            conn_id=data.get("conn_id") or conn_id,
+            conn_type=data.get("conn_type"),
+            host=data.get("host"),
+            schema=data.get("schema"),
+            login=data.get("login"),
+            password=data.get("password"),
+            port=int(port) if port not in (None, "") else None,
+            extra=extra,
+            description=data.get("description"),
+        )
+
+    @classmethod
+    def from_env_value(cls, conn_id: str, value: str) -> Connection:
+        """Parse an ``AIRFLOW_CONN_<ID>`` value: a JSON object or a URI."""
+        text = value.strip()
+        if text.startswith("{"):
+            return cls.from_mapping(conn_id, json.loads(text))
+        return cls.from_uri(conn_id, text)

@@ -1,0 +1,91 @@
+"""What a running task knows about itself: ``Context`` with ``ti`` and ``dag_run``.
+
+The shapes follow Airflow's Python task context (``ti.map_index`` is ``-1`` when unmapped,
+``dag_run.conf`` is a dict) so Python users need to learn nothing new; every mode builds the same
+objects from what its peer sent (StartupDetails, a gRPC workload, or ``bundle.testing``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .errors import TaskCancelled
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    """Name and optional version of a bundle, as the Go SDK's ``GetBundleVersion`` returns it."""
+
+    name: str
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskInstanceInfo:
+    dag_id: str
+    run_id: str
+    task_id: str
+    try_number: int = 1
+    map_index: int = -1
+    id: str | None = None
+    max_tries: int = 0
+    queue: str | None = None
+    hostname: str | None = None
+
+
+@dataclass(frozen=True)
+class DagRunInfo:
+    dag_id: str
+    run_id: str
+    logical_date: datetime | None = None
+    data_interval_start: datetime | None = None
+    data_interval_end: datetime | None = None
+    run_after: datetime | None = None
+    start_date: datetime | None = None
+    run_type: str | None = None
+    conf: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """Injected into any task parameter annotated ``Context``.
+
+    ``cancelled`` is set when the runtime is asked to stop the task (SIGTERM, a heartbeat the server
+    refused); long-running tasks should check ``is_cancelled()`` or call ``raise_if_cancelled()``.
+    """
+
+    ti: TaskInstanceInfo
+    dag_run: DagRunInfo
+    should_retry: bool = False
+    cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def dag_id(self) -> str:
+        return self.ti.dag_id
+
+    @property
+    def run_id(self) -> str:
+        return self.ti.run_id
+
+    @property
+    def task_id(self) -> str:
+        return self.ti.task_id
+
+    @property
+    def try_number(self) -> int:
+        return self.ti.try_number
+
+    def is_cancelled(self) -> bool:
+        return self.cancelled.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancelled.is_set():
+            raise TaskCancelled(f"task {self.ti.task_id!r} was asked to stop")
+
+    def wait_cancelled(self, timeout: float | None = None) -> bool:
+        """Sleep up to ``timeout`` seconds, waking early (and returning True) on cancellation."""
+        return self.cancelled.wait(timeout)

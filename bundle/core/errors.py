@@ -1,0 +1,69 @@
+"""Exceptions a bundle author raises or catches.
+
+Outcome exceptions mirror Airflow's (``AirflowFailException`` / ``AirflowSkipException``) so a
+Python Airflow user can guess their meaning; lookup errors are ``LookupError`` subclasses so a plain
+``except LookupError`` keeps working.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RegistrationError(ValueError):
+    """A DAG or task definition Airflow would reject; raised while the bundle module is imported."""
+
+
+class FailTask(Exception):
+    """Fail the task immediately, without using a remaining retry."""
+
+
+class SkipTask(Exception):
+    """Mark the task as skipped."""
+
+
+class TaskCancelled(Exception):
+    """Raised by ``Context.raise_if_cancelled()`` once the runtime was asked to stop the task."""
+
+
+class VariableNotFound(LookupError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"variable {key!r} not found")
+        self.key = key
+
+
+class ConnectionNotFound(LookupError):
+    def __init__(self, conn_id: str) -> None:
+        super().__init__(f"connection {conn_id!r} not found")
+        self.conn_id = conn_id
+
+
+class NotFound(LookupError):
+    """Any other resource the Airflow API reports as missing (asset, dag run, task state, ...)."""
+
+    def __init__(self, error: str, detail: Any) -> None:
+        super().__init__(f"{error}: {detail!r}")
+        self.error = error
+        self.detail = detail
+
+
+class AirflowApiError(RuntimeError):
+    """The supervisor or the Execution API answered a request with an error.
+
+    ``error`` is Airflow's ``ErrorType`` value (``API_SERVER_ERROR``, ``PERMISSION_DENIED``, ...)
+    and ``detail`` its detail mapping, kept verbatim so nothing the peer said is lost.
+    """
+
+    def __init__(self, request_type: str, error: str, detail: Any) -> None:
+        super().__init__(f"{request_type} failed: {error}: {detail!r}")
+        self.request_type = request_type
+        self.error = error
+        self.detail = detail
+
+
+class InvalidRequest(ValueError):
+    """A request the peer would silently drop (and so hang the task); refused before sending."""
+
+
+class RequestNotAllowed(PermissionError):
+    """A request outside the access levels of the current mode (e.g. a write while parsing DAGs)."""

@@ -1,0 +1,228 @@
+"""DAG and task attributes, with Airflow's names, types and defaults.
+
+Every keyword a user passes to ``Bundle.dag(...)`` or ``@dag.task(...)`` is checked here, when the
+bundle module is imported: an unknown name or a value of the wrong type is a ``RegistrationError``
+that names the DAG/task and the attribute. Nothing is silently dropped, because an attribute that
+never reaches serialization would make a DAG behave differently from what its author wrote.
+
+Values are normalised (numbers of seconds become ``timedelta``, naive datetimes become UTC, tag
+collections become sorted lists) so the serializer and the runtime see one representation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from .errors import RegistrationError
+
+TRIGGER_RULES = frozenset(
+    {
+        "all_success",
+        "all_failed",
+        "all_done",
+        "all_done_min_one_success",
+        "all_done_setup_success",
+        "one_success",
+        "one_failed",
+        "one_done",
+        "none_failed",
+        "none_skipped",
+        "always",
+        "none_failed_min_one_success",
+        "all_skipped",
+    }
+)
+WEIGHT_RULES = frozenset({"downstream", "upstream", "absolute"})
+
+# Airflow's cron presets, expanded the way the Python SDK expands them before serializing.
+CRON_PRESETS = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@quarterly": "0 0 1 */3 *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
+SCHEDULE_KEYWORDS = frozenset({"@once", "@continuous"})
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?LW#]+$")
+
+Normaliser = Callable[[Any], Any]
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected a bool, got {type(value).__name__}")
+    return value
+
+
+def _int(minimum: int | None = None) -> Normaliser:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"expected an int, got {type(value).__name__}")
+        if minimum is not None and value < minimum:
+            raise ValueError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return check
+
+
+def _optional(check: Normaliser) -> Normaliser:
+    def optional(value: Any) -> Any:
+        return None if value is None else check(value)
+
+    return optional
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a str, got {type(value).__name__}")
+    return value
+
+
+def _non_empty_str(value: Any) -> str:
+    if not _str(value):
+        raise ValueError("must not be empty")
+    return value
+
+
+def _one_of(allowed: frozenset[str]) -> Normaliser:
+    def check(value: Any) -> str:
+        value = getattr(value, "value", value)  # accept Airflow's str enums too
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not one of {', '.join(sorted(allowed))}")
+        return value
+
+    return check
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a timedelta or a number of seconds, got {type(value).__name__}")
+    return timedelta(seconds=value)
+
+
+def _datetime(value: Any) -> datetime:
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a datetime, got {type(value).__name__}")
+    # Airflow reads a naive datetime in its default timezone, UTC unless configured otherwise.
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+def _tags(value: Any) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise TypeError(f"expected a list of str, got {type(value).__name__}")
+    for tag in value:
+        if not isinstance(tag, str):
+            raise TypeError(f"every tag must be a str, got {tag!r}")
+        if len(tag) > 100:
+            raise ValueError(f"tag {tag[:20]!r}... is longer than Airflow's 100 characters")
+    return sorted(set(value))
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    return value
+
+
+def normalise_schedule(value: Any) -> str | timedelta | None:
+    """``None``, ``@once``, ``@continuous``, a cron preset or expression, or a ``timedelta``."""
+    if value is None or isinstance(value, timedelta):
+        if isinstance(value, timedelta) and value <= timedelta(0):
+            raise ValueError("a timedelta schedule must be positive")
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"expected None, a cron string, a preset or a timedelta, got {type(value).__name__}")
+    if value in SCHEDULE_KEYWORDS:
+        return value
+    if value.startswith("@"):
+        if value not in CRON_PRESETS:
+            known = ", ".join(sorted([*SCHEDULE_KEYWORDS, *CRON_PRESETS]))
+            raise ValueError(f"unknown schedule preset {value!r}; known presets: {known}")
+        return CRON_PRESETS[value]
+    fields = value.split()
+    if len(fields) not in (5, 6) or not all(_CRON_FIELD.match(f) for f in fields):
+        raise ValueError(f"{value!r} is not a cron expression (5 or 6 space-separated fields)")
+    return " ".join(fields)
+
+
+TASK_OPTIONS: dict[str, Normaliser] = {
+    "queue": _non_empty_str,
+    "pool": _non_empty_str,
+    "pool_slots": _int(1),
+    "retries": _int(0),
+    "retry_delay": _duration,
+    "max_retry_delay": _optional(_duration),
+    "retry_exponential_backoff": _number,
+    "priority_weight": _int(),
+    "weight_rule": _one_of(WEIGHT_RULES),
+    "trigger_rule": _one_of(TRIGGER_RULES),
+    "owner": _non_empty_str,
+    "execution_timeout": _optional(_duration),
+    "executor": _optional(_str),
+    "depends_on_past": _bool,
+    "ignore_first_depends_on_past": _bool,
+    "wait_for_past_depends_before_skipping": _bool,
+    "wait_for_downstream": _bool,
+    "do_xcom_push": _bool,
+    "multiple_outputs": _bool,
+    "email_on_failure": _bool,
+    "email_on_retry": _bool,
+    "doc_md": _optional(_str),
+    "task_display_name": _optional(_str),
+    "start_date": _optional(_datetime),
+    "end_date": _optional(_datetime),
+    "max_active_tis_per_dag": _optional(_int(1)),
+    "max_active_tis_per_dagrun": _optional(_int(1)),
+    "map_index_template": _optional(_str),
+}
+
+DAG_OPTIONS: dict[str, Normaliser] = {
+    "schedule": normalise_schedule,
+    "start_date": _optional(_datetime),
+    "end_date": _optional(_datetime),
+    "catchup": _bool,
+    "tags": _tags,
+    "description": _optional(_str),
+    "doc_md": _optional(_str),
+    "dag_display_name": _optional(_str),
+    "max_active_runs": _int(1),
+    "max_active_tasks": _int(1),
+    "max_consecutive_failed_dag_runs": _int(0),
+    "dagrun_timeout": _optional(_duration),
+    "fail_fast": _bool,
+    "is_paused_upon_creation": _optional(_bool),
+    "render_template_as_native_obj": _bool,
+    "disable_bundle_versioning": _bool,
+    "default_args": lambda value: value,  # checked per key against TASK_OPTIONS by normalise_options
+}
+
+
+def normalise_options(
+    kind: str, owner: str, given: Mapping[str, Any], table: Mapping[str, Normaliser]
+) -> dict[str, Any]:
+    """Check ``given`` against ``table``; ``kind``/``owner`` name the DAG or task in the error."""
+    result: dict[str, Any] = {}
+    for name, value in given.items():
+        check = table.get(name)
+        if check is None:
+            known = ", ".join(sorted(table))
+            raise RegistrationError(
+                f"{kind} {owner!r}: unknown attribute {name!r}; Airflow's names are: {known}"
+            )
+        try:
+            result[name] = check(value)
+        except (TypeError, ValueError) as exc:
+            raise RegistrationError(f"{kind} {owner!r}: invalid {name}: {exc}") from None
+    if "default_args" in result:
+        args = result["default_args"]
+        if not isinstance(args, Mapping):
+            raise RegistrationError(f"{kind} {owner!r}: invalid default_args: expected a dict")
+        result["default_args"] = normalise_options(kind, f"{owner}.default_args", args, TASK_OPTIONS)
+    return result

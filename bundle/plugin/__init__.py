@@ -1,0 +1,36 @@
+"""go-plugin mode: the bundle as a HashiCorp go-plugin gRPC server for the Go Edge Worker.
+
+This module stays import-light: the cookie check runs before grpc is imported, so a human running
+the bundle by hand gets go-plugin's diagnostic at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .._stdout import COOKIE_KEY
+from ..core.provider import BundleProvider
+
+COOKIE_VALUE = "23C6AB18-91F9-4760-B3E8-328EF3C861AB"
+
+NOT_A_PLUGIN_MESSAGE = (
+    "This binary is a plugin. These are not meant to be executed directly.\n"
+    "Please execute the program that consumes these plugins, which will\n"
+    "load any plugins automatically\n"
+)
+
+
+def run(provider: BundleProvider) -> int:
+    if os.environ.get(COOKIE_KEY) != COOKIE_VALUE:
+        sys.stderr.write(NOT_A_PLUGIN_MESSAGE)
+        return 1
+    try:
+        from .server import serve_plugin
+    except ImportError as exc:
+        sys.stderr.write(
+            f"error: go-plugin mode needs grpcio, grpcio-health-checking and protobuf ({exc}); "
+            "install them with: pip install 'pybundle[plugin]'\n"
+        )
+        return 1
+    return serve_plugin(provider)

@@ -1,0 +1,258 @@
+"""Unit-test bundles without Airflow: a fake client and ``run_task``.
+
+``run_task`` goes through the very same binding, execution and outcome path as the real modes
+(``bundle.core.execution``), and ``FakeClient`` is the real ``MessageClient`` answering from memory,
+so request validation, masking and not-found handling behave as they do under the supervisor::
+
+    from bundle.testing import FakeClient, run_task
+
+    result = run_task(bundle, "simple_dag", "extract",
+                      client=FakeClient(connections={"db": {"conn_type": "postgres", "host": "h"}}))
+    assert result.state == "success"
+    assert result.xcoms["return_value"] == {...}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .core.client import MessageClient
+from .core.context import Context, DagRunInfo, TaskInstanceInfo
+from .core.errors import AirflowApiError
+from .core.execution import TaskOutcome, execute_task
+from .core.masking import masker
+from .core.provider import BundleProvider, registry_of
+
+__all__ = ["FakeClient", "TaskRunResult", "run_task"]
+
+
+class _MemoryAirflow:
+    """Answers request bodies the way the supervisor and the Execution API would."""
+
+    def __init__(
+        self,
+        variables: Mapping[str, str | None],
+        connections: Mapping[str, Mapping[str, Any]],
+        xcoms: Mapping[tuple[str, ...] | str, Any],
+    ):
+        self.variables = dict(variables)
+        self.connections = {cid: {"conn_id": cid, **dict(c)} for cid, c in connections.items()}
+        self.xcoms: dict[tuple[str, str, str, str, int], Any] = {}
+        self.default_locator: tuple[str, str] | None = None
+        self._initial_xcoms = dict(xcoms)
+        self.requests: list[dict[str, Any]] = []
+        self.masked: list[Any] = []
+
+    def seed_xcoms(self, dag_id: str, run_id: str) -> None:
+        for key, value in self._initial_xcoms.items():
+            if isinstance(key, str):  # "task_id" or "task_id.key" shorthand for the current run
+                task_id, _, xcom_key = key.partition(".")
+                locator = (dag_id, run_id, task_id, xcom_key or "return_value", -1)
+            else:
+                locator = tuple(key) + (-1,) * (5 - len(key))  # type: ignore[assignment]
+            self.xcoms[locator] = value  # type: ignore[index]
+        self._initial_xcoms.clear()
+
+    def __call__(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        self.requests.append(body)
+        kind = body["type"]
+        if kind == "GetVariable":
+            if body["key"] not in self.variables:
+                return _error("VARIABLE_NOT_FOUND", {"key": body["key"]})
+            return {"key": body["key"], "value": self.variables[body["key"]], "type": "VariableResult"}
+        if kind == "PutVariable":
+            self.variables[body["key"]] = body["value"]
+            return None
+        if kind == "DeleteVariable":
+            self.variables.pop(body["key"], None)
+            return {"ok": True, "type": "OKResponse"}
+        if kind == "GetVariableKeys":
+            keys = sorted(k for k in self.variables if k.startswith(body.get("prefix") or ""))
+            return {"keys": keys, "total_entries": len(keys), "type": "VariableKeysResult"}
+        if kind == "GetConnection":
+            conn = self.connections.get(body["conn_id"])
+            if conn is None:
+                return _error("CONNECTION_NOT_FOUND", {"conn_id": body["conn_id"]})
+            return {**conn, "type": "ConnectionResult"}
+        if kind in (
+            "GetXCom",
+            "SetXCom",
+            "DeleteXCom",
+            "GetXComCount",
+            "GetXComSequenceItem",
+            "GetXComSequenceSlice",
+        ):
+            return self._xcom(kind, body)
+        if kind == "MaskSecret":
+            self.masked.append(body["value"])
+            return None
+        raise AirflowApiError(kind, "API_SERVER_ERROR", {"status_code": 400, "message": "Unhandled request"})
+
+    def _xcom(self, kind: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        base = (body["dag_id"], body["run_id"], body["task_id"], body["key"])
+        map_index = body.get("map_index")
+        if kind == "SetXCom":
+            self.xcoms[(*base, -1 if map_index is None else map_index)] = json.loads(
+                json.dumps(body["value"])
+            )
+            return None
+        matches = [
+            v for k, v in self.xcoms.items() if k[:4] == base and (map_index is None or k[4] == map_index)
+        ]
+        if kind == "DeleteXCom":
+            for k in [k for k in self.xcoms if k[:4] == base and (map_index is None or k[4] == map_index)]:
+                del self.xcoms[k]
+            return None
+        if kind == "GetXCom":
+            return {"key": body["key"], "value": matches[0] if matches else None, "type": "XComResult"}
+        if kind == "GetXComCount":
+            return {"len": len(matches), "type": "XComCountResponse"}
+        sequence = matches[0] if matches and isinstance(matches[0], list) else matches
+        if kind == "GetXComSequenceItem":
+            try:
+                return {"root": sequence[body["offset"]], "type": "XComSequenceIndexResult"}
+            except IndexError:
+                return _error("XCOM_NOT_FOUND", {"offset": body["offset"]})
+        return {
+            "root": sequence[body["start"] : body["stop"] : body["step"]],
+            "type": "XComSequenceSliceResult",
+        }
+
+
+def _error(error: str, detail: dict[str, Any]) -> dict[str, Any]:
+    return {"error": error, "detail": detail, "type": "ErrorResponse"}
+
+
+class FakeClient(MessageClient):
+    """A ``Client`` backed by memory.
+
+    ``variables``: ``{key: str}``; ``connections``: ``{conn_id: {conn_type, host, login, ...}}``;
+    ``xcoms``: ``{"task_id": value}`` or ``{"task_id.key": value}`` for the run under test, or
+    ``{(dag_id, run_id, task_id, key[, map_index]): value}``. After a run, ``pushed`` holds the XComs
+    the task pushed (``{key: value}``), ``variables`` the variables, ``masked`` what was masked and
+    ``requests`` every request body in order."""
+
+    def __init__(
+        self,
+        variables: Mapping[str, str | None] | None = None,
+        connections: Mapping[str, Mapping[str, Any]] | None = None,
+        xcoms: Mapping[Any, Any] | None = None,
+    ):
+        self._memory = _MemoryAirflow(variables or {}, connections or {}, xcoms or {})
+        super().__init__(self._memory, None)
+
+    def bind(self, ti: TaskInstanceInfo) -> FakeClient:
+        self._ti = ti
+        self._memory.seed_xcoms(ti.dag_id, ti.run_id)
+        return self
+
+    @property
+    def variables(self) -> dict[str, str | None]:
+        return self._memory.variables
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        return self._memory.requests
+
+    @property
+    def masked(self) -> list[Any]:
+        return self._memory.masked
+
+    @property
+    def pushed(self) -> dict[str, Any]:
+        ti = self._ti
+        if ti is None:
+            return {}
+        own = (ti.dag_id, ti.run_id, ti.task_id)
+        return {k[3]: v for k, v in self._memory.xcoms.items() if k[:3] == own and k[4] == ti.map_index}
+
+
+@dataclass
+class TaskRunResult:
+    state: str
+    return_value: Any
+    error: BaseException | None
+    reason: str | None
+    xcoms: dict[str, Any]
+    logs: list[logging.LogRecord] = field(repr=False)
+    client: FakeClient = field(repr=False)
+
+    @property
+    def messages(self) -> list[str]:
+        """The log messages, masked the way Airflow's task log shows them."""
+        return [masker.redact(r.getMessage()) for r in self.logs]
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def run_task(
+    bundle: BundleProvider,
+    dag_id: str,
+    task_id: str,
+    *,
+    client: FakeClient | None = None,
+    try_number: int = 1,
+    max_tries: int = 0,
+    map_index: int = -1,
+    run_id: str = "manual__2026-01-01T00:00:00+00:00",
+    logical_date: datetime | None = None,
+    conf: Mapping[str, Any] | None = None,
+) -> TaskRunResult:
+    """Run one task like a worker would and return its terminal state, XComs and log records.
+
+    A retry is allowed when ``try_number <= max_tries``, as Airflow computes ``should_retry``."""
+    client = client or FakeClient()
+    logical_date = logical_date or datetime(2026, 1, 1, tzinfo=timezone.utc)
+    ti = TaskInstanceInfo(
+        dag_id=dag_id,
+        run_id=run_id,
+        task_id=task_id,
+        try_number=try_number,
+        map_index=map_index,
+        id="00000000-0000-4000-8000-000000000001",
+        max_tries=max_tries,
+    )
+    dag_run = DagRunInfo(
+        dag_id=dag_id,
+        run_id=run_id,
+        logical_date=logical_date,
+        data_interval_start=logical_date,
+        data_interval_end=logical_date,
+        run_after=logical_date,
+        start_date=logical_date,
+        run_type="manual",
+        conf=dict(conf or {}),
+    )
+    context = Context(ti=ti, dag_run=dag_run, should_retry=try_number <= max_tries)
+    client.bind(ti)
+    capture = _Capture()
+    root = logging.getLogger()
+    previous_level = root.level
+    root.addHandler(capture)
+    root.setLevel(logging.DEBUG)
+    try:
+        outcome: TaskOutcome = execute_task(registry_of(bundle), context, client)
+    finally:
+        root.removeHandler(capture)
+        root.setLevel(previous_level)
+    return TaskRunResult(
+        state=outcome.state,
+        return_value=outcome.return_value,
+        error=outcome.error,
+        reason=outcome.reason,
+        xcoms=client.pushed,
+        logs=capture.records,
+        client=client,
+    )
