@@ -28,19 +28,25 @@ def needs_clean_stdout(argv: Sequence[str]) -> bool:
 
 
 def protect_stdout() -> None:
-    """Redirect fd 1 to stderr, keeping the real stdout for ``write_stdout`` (idempotent)."""
+    """Redirect fd 1 to stderr, keeping the real stdout for ``write_stdout`` (idempotent).
+
+    fd 1 is redirected *before* Python's stdout buffer is flushed: when stdout is a pipe (as for a
+    packer or a plugin host), whatever the program printed before this point is still buffered and
+    lands on stderr too. Only output that was already flushed (``python -u``, more than a buffer
+    full) cannot be taken back."""
     global _saved_fd
     if _saved_fd is not None:
         return
-    try:
-        sys.stdout.flush()
-    except (AttributeError, OSError, ValueError):
-        pass
     try:
         _saved_fd = os.dup(1)
         os.dup2(2, 1)
     except OSError:  # no stdout at all: nothing to protect
         _saved_fd = None
+        return
+    try:
+        sys.stdout.flush()
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 def write_stdout(data: bytes) -> None:

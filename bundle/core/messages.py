@@ -94,6 +94,11 @@ def _uuid(value: Any) -> bool:
     return True
 
 
+def _mapping(value: Any) -> bool:
+    """a map"""
+    return isinstance(value, Mapping)
+
+
 def _map(value: Any) -> bool:
     """a JSON object"""
     return isinstance(value, Mapping) and is_json(value)
@@ -304,7 +309,7 @@ SPECS: dict[str, MessageSpec] = {
         _spec(
             "DagFileParsingResult",
             Access.PARSE_RESULT,
-            {"fileloc": STR, "serialized_dags": _list_of(_map)},
+            {"fileloc": STR, "serialized_dags": _list_of(_mapping)},
             warnings=_nullable(ANY_LIST),
             import_errors=O_MAP,
         ),

@@ -1,0 +1,168 @@
+"""Task execution under the supervisor: StartupDetails in, exactly one terminal message out.
+
+``SucceedTask`` (after the return value was pushed), ``RetryTask`` when the run allows a retry, or
+``TaskState`` failed / skipped / removed. SIGTERM and SIGINT set the task's cancellation flag; a
+task that has not finished after the grace period is reported failed and the process exits, before
+the supervisor's own SIGKILL escalation (5 s) can leave the task instance without a state.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from datetime import datetime, timezone
+from typing import Any
+
+from ..core.client import MessageClient
+from ..core.context import Context, DagRunInfo, TaskInstanceInfo
+from ..core.execution import (
+    FAILED,
+    REMOVED,
+    RUNTIME_LOGGER,
+    SKIPPED,
+    SUCCESS,
+    UP_FOR_RETRY,
+    TaskOutcome,
+    execute_task,
+)
+from ..core.messages import TASK_ACCESS, validate_request
+from ..core.provider import BundleProvider, registry_of
+from .channel import CommChannel
+from .frames import ProtocolError
+from .logs import LogChannel
+
+GRACE_ENV = "PYBUNDLE_CANCEL_GRACE_SECONDS"
+DEFAULT_GRACE_SECONDS = 3.0
+TERMINAL_REPLY_TIMEOUT_SECONDS = 10.0
+
+log = logging.getLogger(RUNTIME_LOGGER)
+
+
+def context_from_startup(startup: dict[str, Any]) -> Context:
+    ti = startup.get("ti") or {}
+    ti_context = startup.get("ti_context") or {}
+    dag_run = ti_context.get("dag_run") or {}
+    map_index = ti.get("map_index")
+    task_instance = TaskInstanceInfo(
+        dag_id=ti.get("dag_id", ""),
+        run_id=ti.get("run_id", ""),
+        task_id=ti.get("task_id", ""),
+        try_number=int(ti.get("try_number") or 1),
+        map_index=-1 if map_index is None else int(map_index),
+        id=str(ti["id"]) if ti.get("id") is not None else None,
+        max_tries=int(ti_context.get("max_tries") or 0),
+        queue=ti.get("queue"),
+        hostname=ti.get("hostname"),
+    )
+    run = DagRunInfo(
+        dag_id=dag_run.get("dag_id", task_instance.dag_id),
+        run_id=dag_run.get("run_id", task_instance.run_id),
+        logical_date=dag_run.get("logical_date"),
+        data_interval_start=dag_run.get("data_interval_start"),
+        data_interval_end=dag_run.get("data_interval_end"),
+        run_after=dag_run.get("run_after"),
+        start_date=dag_run.get("start_date"),
+        run_type=dag_run.get("run_type"),
+        conf=dag_run.get("conf") or {},
+    )
+    return Context(ti=task_instance, dag_run=run, should_retry=bool(ti_context.get("should_retry")))
+
+
+def terminal_message(outcome: TaskOutcome) -> dict[str, Any]:
+    now = datetime.now(timezone.utc)
+    if outcome.state == SUCCESS:
+        return {
+            "type": "SucceedTask",
+            "state": SUCCESS,
+            "end_date": now,
+            "task_outlets": [],
+            "outlet_events": [],
+        }
+    if outcome.state == UP_FOR_RETRY:
+        return {"type": "RetryTask", "state": UP_FOR_RETRY, "end_date": now, "retry_reason": outcome.reason}
+    if outcome.state in (FAILED, SKIPPED, REMOVED):
+        return {"type": "TaskState", "state": outcome.state, "end_date": now}
+    raise ValueError(f"unknown task state {outcome.state!r}")
+
+
+class _Terminal:
+    """Sends the one terminal message, whichever thread (task or grace timer) gets there first."""
+
+    def __init__(self, channel: CommChannel):
+        self._channel = channel
+        self._lock = threading.Lock()
+        self.sent = False
+
+    def send(self, outcome: TaskOutcome) -> bool:
+        with self._lock:
+            if self.sent:
+                return False
+            self.sent = True
+            body = terminal_message(outcome)
+            validate_request(body, TASK_ACCESS)
+            try:
+                self._channel.request(body, timeout=TERMINAL_REPLY_TIMEOUT_SECONDS)
+            except TimeoutError:
+                log.warning("The supervisor did not acknowledge %s in time", body["type"])
+            return True
+
+
+def run_task(
+    provider: BundleProvider, channel: CommChannel, startup: dict[str, Any], log_channel: LogChannel
+) -> int:
+    context = context_from_startup(startup)
+    client = MessageClient(channel.request, context.ti, TASK_ACCESS)
+    terminal = _Terminal(channel)
+    _install_cancellation(context, terminal, log_channel)
+    try:
+        registry = registry_of(provider)
+    except Exception as exc:
+        log.error("Registering the bundle's DAGs failed", exc_info=exc)
+        outcome = TaskOutcome(FAILED, error=exc, reason=f"registering dags: {exc}")
+    else:
+        outcome = execute_task(registry, context, client)
+    try:
+        terminal.send(outcome)
+    except ProtocolError as exc:
+        log.error("Could not report the task's state to the supervisor: %s", exc)
+        return 1
+    return 0
+
+
+def _install_cancellation(context: Context, terminal: _Terminal, log_channel: LogChannel) -> None:
+    grace = _grace_seconds()
+
+    def expire() -> None:
+        if terminal.sent:
+            return
+        log.error("Task did not stop within %.1f s of the stop request; reporting failed", grace)
+        try:
+            terminal.send(TaskOutcome(FAILED, reason="task was cancelled and did not stop in time"))
+        finally:
+            log_channel.close()
+            os._exit(0)  # the terminal message carries the state; exit 0 lets the supervisor apply it
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if context.cancelled.is_set():
+            return
+        context.cancelled.set()
+        log.warning(
+            "Received %s: asking the task to stop (grace period %.1f s)", signal.Signals(signum).name, grace
+        )
+        timer = threading.Timer(grace, expire)
+        timer.daemon = True
+        timer.start()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+
+
+def _grace_seconds() -> float:
+    raw = os.environ.get(GRACE_ENV)
+    try:
+        return max(0.0, float(raw)) if raw else DEFAULT_GRACE_SECONDS
+    except ValueError:
+        log.warning("Ignoring %s=%r: not a number of seconds", GRACE_ENV, raw)
+        return DEFAULT_GRACE_SECONDS

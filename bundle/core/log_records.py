@@ -1,0 +1,215 @@
+"""Turn stdlib ``logging`` records into Airflow task-log JSON objects, and decide which to keep.
+
+Shared by the coordinator's log socket and the go-plugin task log file, so both produce what the
+released supervisor (and Airflow's log viewer) reads: ``event``, lowercase ``level``, RFC 3339
+``timestamp``, ``logger``, flattened extra fields, and an ``exception`` in structlog's dict-traceback
+shape. Keys the supervisor chokes on are renamed, never emitted: ``msg`` and ``target`` collide
+with its logging call and crash it; a non-string ``timestamp`` crashes its parser.
+
+The supervisor does no level filtering, so the runtime applies ``AIRFLOW__LOGGING__LOGGING_LEVEL``
+and ``AIRFLOW__LOGGING__NAMESPACE_LEVELS`` itself (longest dotted logger prefix wins, as in Go).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import traceback
+from datetime import datetime, timezone
+from typing import Any
+
+from .masking import masker
+
+# Keys the record carries itself, or that the supervisor/structlog treat specially.
+_RESERVED = frozenset(
+    {
+        "event",
+        "level",
+        "timestamp",
+        "logger",
+        "exception",
+        "error_detail",
+        "msg",
+        "target",
+        "exc_info",
+        "stack_info",
+        "positional_args",
+        "_record",
+        "_from_structlog",
+        "logger_name",
+    }
+)
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+MAX_EVENT_CHARS = 64 * 1024
+_MAX_CHAIN = 10
+
+_LEVEL_NAMES = {
+    "NOTSET": logging.NOTSET,
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "WARN": logging.WARNING,
+    "WARNING": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "CRITICAL": logging.CRITICAL,
+    "FATAL": logging.CRITICAL,
+}
+
+
+def level_name(levelno: int) -> str:
+    """The lowercase name the supervisor accepts; custom levels map to the standard one below them."""
+    if levelno >= logging.CRITICAL:
+        return "critical"
+    if levelno >= logging.ERROR:
+        return "error"
+    if levelno >= logging.WARNING:
+        return "warning"
+    if levelno >= logging.INFO:
+        return "info"
+    return "debug"
+
+
+def _timestamp(created: float) -> str:
+    return datetime.fromtimestamp(created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def record_to_event(record: logging.LogRecord) -> dict[str, Any]:
+    """The JSON object for one record, masked; never raises for any record user code can make."""
+    try:
+        message = record.getMessage()
+    except Exception as exc:  # bad %-args must not lose the record
+        message = f"{record.msg!r} (formatting failed: {type(exc).__name__}: {exc}; args={record.args!r})"
+    if not isinstance(message, str):
+        message = str(message)
+    if len(message) > MAX_EVENT_CHARS:
+        message = message[:MAX_EVENT_CHARS] + f"... [truncated {len(message) - MAX_EVENT_CHARS} characters]"
+    event: dict[str, Any] = {
+        "timestamp": _timestamp(record.created),
+        "level": level_name(record.levelno),
+        "event": message,
+        "logger": record.name or "root",
+    }
+    for key, value in record.__dict__.items():
+        if key in _RECORD_ATTRS or key.startswith("_"):
+            continue
+        name = f"extra_{key}" if key in _RESERVED else key
+        event[name] = _json_safe(value, 0)
+    if record.exc_info and record.exc_info[1] is not None:
+        event["exception"] = exception_stacks(record.exc_info[1])
+    elif record.exc_text:
+        event["extra_exc_text"] = record.exc_text
+    if record.stack_info:
+        event["extra_stack_info"] = record.stack_info
+    return masker.redact(event)
+
+
+def encode_event(event: dict[str, Any]) -> bytes:
+    """One JSON line; invalid UTF-8 is replaced rather than allowed to break the reader."""
+    text = json.dumps(event, ensure_ascii=False, default=str, allow_nan=False)
+    return text.encode("utf-8", "replace") + b"\n"
+
+
+def _json_safe(value: Any, depth: int) -> Any:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if depth < 10 and isinstance(value, (list, tuple)):
+        return [_json_safe(v, depth + 1) for v in value]
+    if depth < 10 and isinstance(value, dict):
+        return {str(k): _json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    try:
+        return repr(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+def exception_stacks(exc: BaseException) -> list[dict[str, Any]]:
+    """structlog's dict-traceback shape, outermost exception first, cycles cut."""
+    stacks: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    is_cause = False
+    while current is not None and id(current) not in seen and len(stacks) < _MAX_CHAIN:
+        seen.add(id(current))
+        frames = [
+            {"filename": f.filename, "lineno": f.lineno or 0, "name": f.name}
+            for f in traceback.extract_tb(current.__traceback__)
+        ]
+        try:
+            value = str(current)
+        except Exception:
+            value = f"<unprintable {type(current).__name__}>"
+        stacks.append(
+            {
+                "exc_type": type(current).__name__,
+                "exc_value": value,
+                "exc_notes": [str(n) for n in getattr(current, "__notes__", [])],
+                "syntax_error": None,
+                "is_cause": is_cause,
+                "frames": frames,
+                "is_group": False,
+                "exceptions": [],
+            }
+        )
+        if current.__cause__ is not None:
+            current, is_cause = current.__cause__, True
+        elif not current.__suppress_context__:
+            current, is_cause = current.__context__, False
+        else:
+            current = None
+    return stacks
+
+
+class LevelPolicy:
+    """Which records to keep: a default level plus per-namespace overrides."""
+
+    def __init__(self, default: int = logging.INFO, namespaces: dict[str, int] | None = None):
+        self.default = default
+        self.namespaces = dict(namespaces or {})
+        self._cache: dict[str, int] = {}
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> LevelPolicy:
+        env = os.environ if environ is None else environ
+        default = parse_level(env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "")) or logging.INFO
+        namespaces: dict[str, int] = {}
+        for item in re.split(r"[\s,]+", env.get("AIRFLOW__LOGGING__NAMESPACE_LEVELS", "")):
+            name, sep, level = item.partition("=")
+            parsed = parse_level(level) if sep else None
+            if name and parsed is not None:
+                namespaces[name] = parsed
+        return cls(default, namespaces)
+
+    @property
+    def lowest(self) -> int:
+        return min([self.default, *self.namespaces.values()])
+
+    def threshold(self, logger_name: str) -> int:
+        cached = self._cache.get(logger_name)
+        if cached is None:
+            cached = self.default
+            best = -1
+            for name, level in self.namespaces.items():
+                if (logger_name == name or logger_name.startswith(name + ".")) and len(name) > best:
+                    cached, best = level, len(name)
+            self._cache[logger_name] = cached
+        return cached
+
+    def allows(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.threshold(record.name)
+
+
+def parse_level(text: str) -> int | None:
+    value = _LEVEL_NAMES.get(text.strip().upper())
+    if value is None or value == logging.NOTSET:
+        return logging.DEBUG if value == logging.NOTSET else None
+    return value
