@@ -26,14 +26,14 @@ import json
 import re
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote
 
 import httpx
 
-__all__ = ["Call", "Fault", "FakeExecutionAPI"]
+__all__ = ["Call", "FakeExecutionAPI", "Fault"]
 
 DEFAULT_DATE = "2026-01-01T00:00:00Z"
 TERMINAL_TI_STATES = {"success", "failed", "skipped", "upstream_failed", "removed"}
@@ -160,29 +160,64 @@ def _normalise_xcoms(xcoms: Any) -> dict[tuple, Any]:
 _lazy: dict[str, Any] = {}
 
 
+def _callable_discriminated(annotated: Any) -> Any:
+    """
+    Rebuild ``Annotated[Union[...], Field(discriminator=<function>)]`` with ``Discriminator(<function>)``.
+
+    ``TIStateUpdate`` declares its callable discriminator through ``Field(discriminator=...)``; a bare
+    ``TypeAdapter`` (pydantic 2.14) rejects that form, so rebuild the same union with the same function.
+    """
+    from typing import Annotated, get_args
+
+    from pydantic import Discriminator
+
+    union, *metadata = get_args(annotated)
+    fn = next(m.discriminator for m in metadata if getattr(m, "discriminator", None) is not None)
+    return Annotated[union, Discriminator(fn)] if callable(fn) else annotated
+
+
 def _models() -> dict[str, Any]:
     """Import the Execution API's own (server-side) models, once."""
     if _lazy:
         return _lazy
-    from pydantic import JsonValue, TypeAdapter
-
     from airflow.api_fastapi.execution_api.datamodels import (
         asset as m_asset,
+    )
+    from airflow.api_fastapi.execution_api.datamodels import (
         asset_event as m_asset_event,
+    )
+    from airflow.api_fastapi.execution_api.datamodels import (
         asset_state_store as m_asset_store,
+    )
+    from airflow.api_fastapi.execution_api.datamodels import (
         connection as m_conn,
+    )
+    from airflow.api_fastapi.execution_api.datamodels import (
         dagrun as m_dagrun,
+    )
+    from airflow.api_fastapi.execution_api.datamodels import (
         dags as m_dags,
+    )
+    from airflow.api_fastapi.execution_api.datamodels import (
         hitl as m_hitl,
+    )
+    from airflow.api_fastapi.execution_api.datamodels import (
         task_state_store as m_task_store,
+    )
+    from airflow.api_fastapi.execution_api.datamodels import (
         taskinstance as m_ti,
+    )
+    from airflow.api_fastapi.execution_api.datamodels import (
         variable as m_var,
+    )
+    from airflow.api_fastapi.execution_api.datamodels import (
         xcom as m_xcom,
     )
+    from pydantic import JsonValue, TypeAdapter
 
     _lazy.update(
         TIEnterRunningPayload=TypeAdapter(m_ti.TIEnterRunningPayload),
-        TIStateUpdate=TypeAdapter(m_ti.TIStateUpdate),
+        TIStateUpdate=TypeAdapter(_callable_discriminated(m_ti.TIStateUpdate)),
         TIHeartbeatInfo=TypeAdapter(m_ti.TIHeartbeatInfo),
         TISkippedDownstreamTasksStatePayload=TypeAdapter(m_ti.TISkippedDownstreamTasksStatePayload),
         RTIF=TypeAdapter(dict[str, JsonValue]),
@@ -315,6 +350,7 @@ class FakeExecutionAPI:
         self.unhandled: list[dict[str, Any]] = []
         self.harness_errors: list[str] = []
         self.call_log_path: str | None = None  # if set, every Call is appended there as a JSON line
+        self.snapshot_path: str | None = None  # if set, the whole state is rewritten there after each call
         self._routes: list[_Route] | None = None
 
     # -----------------------------------------------------------------------------------------------------
@@ -562,10 +598,14 @@ class FakeExecutionAPI:
             self.validation_errors.append({"method": method, "path": path, "body": body, "errors": e.errors})
         except _HTTPError as e:
             status, payload = e.status, {"detail": e.detail}
-        except Exception:  # a bug in the fake: answer 500 but make it loud
+        except Exception as e:
+            # A bug in the fake itself. Do not answer 5xx (the client would retry for ~30 s): record it and
+            # raise, so the client call fails at once and the supervisor logs it.
             tb = traceback.format_exc()
             self.harness_errors.append(f"{method} {path}: {tb}")
-            status, payload = 500, {"detail": "FakeExecutionAPI internal error", "traceback": tb}
+            call.status, call.response = -1, {"fake_error": tb}
+            self._record(call)
+            raise RuntimeError(f"FakeExecutionAPI internal error on {method} {path}: {e!r}") from e
 
         call.status = status
         call.response = payload
@@ -582,6 +622,14 @@ class FakeExecutionAPI:
         if self.call_log_path:
             with open(self.call_log_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(_jsonable(call.to_dict())) + "\n")
+        if self.snapshot_path:
+            # Lets a test that kills the supervisor still see the server-side state it left behind.
+            tmp = f"{self.snapshot_path}.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(self.to_dict(), f)
+            import os
+
+            os.replace(tmp, self.snapshot_path)
 
     # -----------------------------------------------------------------------------------------------------
     # Routing
@@ -698,7 +746,9 @@ class FakeExecutionAPI:
             unixname=payload.unixname,
             start_date=payload.start_date.isoformat(),
         )
-        dag_run = self.dag_runs.get((ti["dag_id"], ti["run_id"])) or self.add_dag_run(ti["dag_id"], ti["run_id"])
+        dag_run = self.dag_runs.get((ti["dag_id"], ti["run_id"])) or self.add_dag_run(
+            ti["dag_id"], ti["run_id"]
+        )
         should_retry = self.should_retry
         if should_retry is None:
             should_retry = previous_state == "restarting" or (
@@ -979,9 +1029,7 @@ class FakeExecutionAPI:
     # XComs
     # -----------------------------------------------------------------------------------------------------
     def _xcom_rows(self, dag_id: str, run_id: str, task_id: str, key: str) -> list[tuple[int, Any]]:
-        return sorted(
-            (k[4], v) for k, v in self.xcoms.items() if k[:4] == (dag_id, run_id, task_id, key)
-        )
+        return sorted((k[4], v) for k, v in self.xcoms.items() if k[:4] == (dag_id, run_id, task_id, key))
 
     def _xcom_get(self, dag_id: str, run_id: str, task_id: str, key: str, query: dict[str, Any], **_):
         rows = self._xcom_rows(dag_id, run_id, task_id, key)
@@ -1075,7 +1123,9 @@ class FakeExecutionAPI:
     def _dr_trigger(self, dag_id: str, run_id: str, body: Any, **_):
         payload = _validate("TriggerDAGRunPayload", body if body is not None else {})
         if (dag := self.dags.get(dag_id)) is not None and dag.get("_missing"):
-            raise _HTTPError(404, {"reason": "not_found", "message": f"Dag with dag_id: '{dag_id}' not found"})
+            raise _HTTPError(
+                404, {"reason": "not_found", "message": f"Dag with dag_id: '{dag_id}' not found"}
+            )
         if (dag_id, run_id) in self.dag_runs:
             raise _HTTPError(
                 409,
@@ -1152,7 +1202,9 @@ class FakeExecutionAPI:
         if dag is None and any(t["dag_id"] == dag_id for t in self.task_instances.values()):
             dag = {}
         if dag is None or dag.get("_missing"):
-            raise _HTTPError(404, {"reason": "not_found", "message": f"Dag with dag_id: '{dag_id}' not found"})
+            raise _HTTPError(
+                404, {"reason": "not_found", "message": f"Dag with dag_id: '{dag_id}' not found"}
+            )
         full = {
             "dag_id": dag_id,
             "is_paused": False,
@@ -1171,8 +1223,12 @@ class FakeExecutionAPI:
     # -----------------------------------------------------------------------------------------------------
     @staticmethod
     def _full_asset(a: dict[str, Any]) -> dict[str, Any]:
-        return {"name": a["name"], "uri": a.get("uri", a["name"]), "group": a.get("group", "asset"),
-                "extra": a.get("extra", {})}
+        return {
+            "name": a["name"],
+            "uri": a.get("uri", a["name"]),
+            "group": a.get("group", "asset"),
+            "extra": a.get("extra", {}),
+        }
 
     def _find_asset(self, field_name: str, value: str | None) -> dict[str, Any]:
         for a in self.assets:
@@ -1200,10 +1256,12 @@ class FakeExecutionAPI:
             if not match(e.get("asset", {})):
                 continue
             ts = _parse_dt(e.get("timestamp"))
-            if after and ts and ts < after or before and ts and ts > before:
+            if (after and ts and ts < after) or (before and ts and ts > before):
                 continue
             events.append(e)
-        events.sort(key=lambda e: str(e.get("timestamp")), reverse=str(query.get("ascending")).lower() == "false")
+        events.sort(
+            key=lambda e: str(e.get("timestamp")), reverse=str(query.get("ascending")).lower() == "false"
+        )
         if limit := query.get("limit"):
             events = events[: int(limit)]
         return 200, _check_response("AssetEventsResponse", {"asset_events": events})

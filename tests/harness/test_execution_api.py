@@ -105,7 +105,9 @@ def test_dag_runs_and_task_instance_queries(api):
     assert client.dag_runs.get_detail("d", "r").run_id == "r"
     assert client.dag_runs.get_count("d").count == 2
     assert client.dag_runs.get_count("d", states=["success"]).count == 1
-    assert client.dag_runs.get_previous("d", NOW).dag_run.run_id == "old"
+    assert (
+        client.dag_runs.get_previous("d", datetime(2026, 1, 1, tzinfo=timezone.utc)).dag_run.run_id == "old"
+    )
     assert client.dag_runs.trigger("d2", "new", conf={"a": 1}).ok
     assert client.dag_runs.trigger("d2", "new").error == ErrorType.DAGRUN_ALREADY_EXISTS
     assert api.dag_runs[("d2", "new")]["conf"] == {"a": 1}
@@ -114,7 +116,7 @@ def test_dag_runs_and_task_instance_queries(api):
     assert client.task_instances.get_task_states("d", run_ids=["r"]).task_states == {
         "r": {"t": "running", "u": "success"}
     }
-    assert client.task_instances.get_previous("d", "u").task_instance["state"] == "success"
+    assert client.task_instances.get_previous("d", "u").task_instance.state == "success"
     assert client.task_instances.get_previous_successful_dagrun(uuid.UUID(ti_id)).start_date is not None
     client.task_instances.set_rtif(uuid.UUID(ti_id), {"cmd": "echo"})
     assert api.rtif[ti_id] == {"cmd": "echo"}

@@ -1,0 +1,147 @@
+"""A bundle whose tasks exercise every coordinator-mode behaviour the tests assert on."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+
+from bundle import (
+    Bundle,
+    Client,
+    ConnectionNotFound,
+    Context,
+    FailTask,
+    RequestNotAllowed,
+    SkipTask,
+    VariableNotFound,
+    serve,
+)
+
+bundle = Bundle("coordinator_tests", version="7", queue="pybundle")
+dag = bundle.dag("coord_dag", schedule="@daily")
+module_log = logging.getLogger("tests.module")
+
+
+@dag.task
+def returns_value(ctx: Context) -> dict:
+    return {"answer": 42, "try": ctx.ti.try_number, "run": ctx.dag_run.run_id, "map_index": ctx.ti.map_index}
+
+
+@dag.task
+def round_trips(client: Client, ctx: Context) -> dict:
+    conn = client.get_connection("db")
+    client.set_variable("written", "by the task", description="set from pybundle")
+    client.delete_variable("doomed")
+    client.push_xcom("side", {"nested": [1, 2.5, None, True]})
+    return {
+        "plain": client.get_variable("plain"),
+        "json": client.get_variable("json_var", deserialize_json=True),
+        "conn": [conn.conn_type, conn.host, conn.port, conn.login, conn.schema, conn.extra_dejson],
+        "upstream": client.get_xcom("upstream"),
+        "upstream_other_key": client.get_xcom("upstream", key="other"),
+        "xcom_count": client.get_xcom_count("upstream"),
+        "keys": client.get_variable_keys(prefix="pl"),
+        "dag_run_state": client.get_dag_run_state(),
+        "env_override": client.get_variable("overridden"),
+    }
+
+
+@dag.task
+def not_found(client: Client) -> dict:
+    found = {}
+    try:
+        client.get_variable("missing")
+    except VariableNotFound as exc:
+        found["variable"] = str(exc)
+    try:
+        client.get_connection("missing")
+    except ConnectionNotFound as exc:
+        found["connection"] = str(exc)
+    found["xcom"] = client.get_xcom("nobody", default="fallback")
+    found["variable_default"] = client.get_variable("missing", default="dflt")
+    return found
+
+
+@dag.task
+def raises() -> None:
+    def inner() -> None:
+        raise ValueError("boom from inner")
+
+    inner()
+
+
+@dag.task
+def fails_hard() -> None:
+    raise FailTask("no point retrying")
+
+
+@dag.task
+def skips() -> None:
+    raise SkipTask("nothing to do today")
+
+
+@dag.task
+def logs(client: Client, log: logging.Logger) -> None:
+    token = client.get_variable("api_token")
+    conn = client.get_connection("db")
+    log.debug("debug from the injected logger")
+    log.info("info with extra", extra={"rows": 3, "target": "collides", "level": 99, "timestamp": 12.5})
+    module_log.debug("module debug (namespace level DEBUG)")
+    logging.getLogger("noisy.lib").info("noisy info (namespace level ERROR)")
+    warnings.warn("a warning through the warnings module")
+    log.warning("token is %s and password is %s", token, conn.password)
+    try:
+        raise RuntimeError(f"failed using {conn.password}")
+    except RuntimeError:
+        log.exception("handled error")
+
+
+@dag.task
+def cooperative(ctx: Context, log: logging.Logger) -> None:
+    log.info("waiting for cancellation")
+    for _ in range(600):
+        if ctx.wait_cancelled(0.05):
+            log.info("cancelled, stopping")
+            return
+    raise AssertionError("never cancelled")
+
+
+@dag.task
+def stubborn(log: logging.Logger) -> None:
+    log.info("sleeping and ignoring cancellation")
+    time.sleep(60)
+
+
+@dag.task
+def slow(log: logging.Logger) -> None:
+    log.info("slow task started")
+    time.sleep(60)
+
+
+@dag.task
+def pushes_bytes() -> bytes:
+    return b"not json"
+
+
+@dag.task
+def forbidden_write(client: Client) -> str:
+    try:
+        client.request({"type": "SetXCom", "key": "k", "value": 1})  # missing fields: refused locally
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "sent"
+
+
+@dag.task
+async def async_task(client: Client) -> str:
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    return client.get_variable("plain")
+
+
+__all__ = ["RequestNotAllowed", "bundle"]
+
+if __name__ == "__main__":
+    raise SystemExit(serve(bundle))
