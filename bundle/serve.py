@@ -143,17 +143,10 @@ def serve(bundle: BundleProvider, argv: Sequence[str] | None = None, prog: str |
 
 
 def _dump(provider: BundleProvider, inv: Invocation) -> int:
-    from . import introspection
+    from .introspection.dumps import render
 
     try:
-        if inv.bundle_metadata:
-            document = introspection.go_json(introspection.bundle_metadata(provider))
-        elif inv.dump_bundle_spec:
-            document = introspection.go_json(introspection.bundle_spec(provider))
-        elif inv.format == "json":
-            document = introspection.go_json(introspection.airflow_metadata(provider))
-        else:
-            document = introspection.yaml_v3(introspection.airflow_metadata(provider))
+        document = render(provider, metadata=inv.bundle_metadata, spec=inv.dump_bundle_spec, fmt=inv.format)
     except Exception as exc:
         sys.stderr.write(f"error: registering dags: {exc}\n")
         return EXIT_ERROR

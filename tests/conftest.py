@@ -51,3 +51,20 @@ def write_bundle(tmp_path: Path):
         return path
 
     return write
+
+
+GO_TOOLS_DIR = ROOT / "tests" / "gohost" / "bin"
+
+
+@pytest.fixture(scope="session")
+def go_tools() -> Path:
+    """Build the Go peers (go-plugin host, yaml.v3 probe) once; a missing Go toolchain fails, never skips."""
+    proc = subprocess.run(
+        ["bash", str(ROOT / "tests" / "gohost" / "build.sh"), str(GO_TOOLS_DIR)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, f"building the Go test peers failed:\n{proc.stderr[-4000:]}"
+    return GO_TOOLS_DIR

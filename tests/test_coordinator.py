@@ -11,8 +11,6 @@ import signal
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.harness.execution_api import FakeExecutionAPI
 from tests.harness.supervised import run_task
 
@@ -20,8 +18,16 @@ BUNDLE = Path(__file__).parent / "bundles" / "coordinator_bundle.py"
 COMMAND = [sys.executable, "-m", "bundle", "--bundle", str(BUNDLE)]
 DAG = "coord_dag"
 RUN = "manual__2026-01-01"
-CONN = {"conn_id": "db", "conn_type": "postgres", "host": "db.internal", "port": 5432, "login": "etl",
-        "password": "hunter2-pw", "schema": "orders", "extra": '{"sslmode": "require"}'}
+CONN = {
+    "conn_id": "db",
+    "conn_type": "postgres",
+    "host": "db.internal",
+    "port": 5432,
+    "login": "etl",
+    "password": "hunter2-pw",
+    "schema": "orders",
+    "extra": '{"sslmode": "require"}',
+}
 
 
 def supervised(task_id: str, api: FakeExecutionAPI | None = None, **kwargs):
@@ -33,7 +39,12 @@ def supervised(task_id: str, api: FakeExecutionAPI | None = None, **kwargs):
 def test_success_pushes_return_value_then_succeeds():
     run = supervised("returns_value", try_number=3)
     assert (run.exit_code, run.final_state, run.server_state) == (0, "success", "success")
-    assert run.api.xcom(DAG, RUN, "returns_value", "return_value") == {"answer": 42, "try": 3, "run": RUN, "map_index": -1}
+    assert run.api.xcom(DAG, RUN, "returns_value", "return_value") == {
+        "answer": 42,
+        "try": 3,
+        "run": RUN,
+        "map_index": -1,
+    }
     paths = [(c.method, c.path.rsplit("/", 1)[-1]) for c in run.calls]
     assert paths.index(("POST", "return_value")) < paths.index(("PATCH", "state"))
     assert run.state_updates[-1]["state"] == "success"
@@ -143,7 +154,9 @@ def test_level_filtering_masking_warnings_and_extras_in_the_supervisors_task_log
 
 
 def test_sigterm_cancels_a_cooperative_task_and_reports_failed():
-    run = supervised("cooperative", signal_after=(signal.SIGTERM, 0.5), trigger_on_log="waiting for cancellation")
+    run = supervised(
+        "cooperative", signal_after=(signal.SIGTERM, 0.5), trigger_on_log="waiting for cancellation"
+    )
     assert (run.exit_code, run.final_state, run.server_state) == (0, "failed", "failed")
     assert "cancelled, stopping" in run.events()
 
@@ -162,8 +175,13 @@ def test_sigterm_on_a_stubborn_task_reports_failed_after_the_grace_period():
 
 def test_supervisor_disappearing_mid_task_makes_the_runtime_exit_within_a_second():
     run = run_task(
-        COMMAND, dag_id=DAG, task_id="slow", run_id=RUN, kill_supervisor_after=0.5,
-        trigger_on_log="slow task started", raise_on_timeout=False,
+        COMMAND,
+        dag_id=DAG,
+        task_id="slow",
+        run_id=RUN,
+        kill_supervisor_after=0.5,
+        trigger_on_log="slow task started",
+        raise_on_timeout=False,
     )
     assert run.supervisor_killed
     assert run.runtime_survived_supervisor is False

@@ -11,6 +11,7 @@ collections become sorted lists) so the serializer and the runtime see one repre
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
@@ -45,9 +46,16 @@ CRON_PRESETS = {
     "@monthly": "0 0 1 * *",
     "@quarterly": "0 0 1 */3 *",
     "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
 }
-SCHEDULE_KEYWORDS = frozenset({"@once", "@continuous"})
+# kept as written: the Python SDK serializes them verbatim
+SCHEDULE_KEYWORDS = frozenset({"@once", "@continuous", "@annually"})
+_CRON_RANGES = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 7),
+)
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?LW#]+$")
 
 Normaliser = Callable[[Any], Any]
@@ -128,6 +136,8 @@ def _tags(value: Any) -> list[str]:
 def _number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"expected a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value}")
     return value
 
 
@@ -149,6 +159,10 @@ def normalise_schedule(value: Any) -> str | timedelta | None:
     fields = value.split()
     if len(fields) not in (5, 6) or not all(_CRON_FIELD.match(f) for f in fields):
         raise ValueError(f"{value!r} is not a cron expression (5 or 6 space-separated fields)")
+    for field, (name, low, high) in zip(fields, _CRON_RANGES, strict=False):
+        for number in re.findall(r"\d+", field.split("/")[0]):
+            if not low <= int(number) <= high:
+                raise ValueError(f"{value!r}: {name} {number} is outside {low}-{high}")
     return " ".join(fields)
 
 
@@ -172,8 +186,6 @@ TASK_OPTIONS: dict[str, Normaliser] = {
     "wait_for_downstream": _bool,
     "do_xcom_push": _bool,
     "multiple_outputs": _bool,
-    "email_on_failure": _bool,
-    "email_on_retry": _bool,
     "doc_md": _optional(_str),
     "task_display_name": _optional(_str),
     "start_date": _optional(_datetime),

@@ -20,6 +20,8 @@ from .options import DAG_OPTIONS, TASK_OPTIONS, normalise_options
 MAX_ID_LENGTH = 250
 _ID_PATTERN = re.compile(r"^[\w.-]+$")
 DEFAULT_QUEUE = "default"
+DEFAULT_MAX_ACTIVE_RUNS = 16  # Airflow's [core] max_active_runs_per_dag default
+FAIL_FAST_TRIGGER_RULES = frozenset({"all_success", "all_done_setup_success"})
 
 
 def validate_id(kind: str, value: Any) -> str:
@@ -110,6 +112,7 @@ class Dag:
         self.dag_id = validate_id("dag", dag_id)
         self.options = normalise_options("dag", dag_id, options, DAG_OPTIONS)
         self.tasks: dict[str, Task] = {}
+        self._check_airflow_rules()
 
     def __repr__(self) -> str:
         return f"<Dag {self.dag_id} tasks={list(self.tasks)}>"
@@ -146,9 +149,30 @@ class Dag:
         if task_id in self.tasks:
             raise RegistrationError(f"task {task_id!r} is already registered in dag {self.dag_id!r}")
         normalised = normalise_options("task", f"{self.dag_id}.{task_id}", options, TASK_OPTIONS)
+        self._check_fail_fast(normalised.get("trigger_rule"), f"task {task_id!r}")
         task = Task(self, task_id, fn, normalised)
         self.tasks[task_id] = task
         return task
+
+    def _check_airflow_rules(self) -> None:
+        """The DAG-level checks Airflow makes when it imports a Python DAG file."""
+        options, where = self.options, f"dag {self.dag_id!r}"
+        schedule = options.get("schedule")
+        if schedule == "@continuous" and options.get("max_active_runs", DEFAULT_MAX_ACTIVE_RUNS) > 1:
+            raise RegistrationError(
+                f"{where}: a @continuous schedule allows one active run; set max_active_runs=1"
+            )
+        start_date = options.get("start_date") or options.get("default_args", {}).get("start_date")
+        if options.get("catchup") and schedule is not None and start_date is None:
+            raise RegistrationError(f"{where}: catchup=True needs a start_date")
+        self._check_fail_fast(options.get("default_args", {}).get("trigger_rule"), "default_args")
+
+    def _check_fail_fast(self, trigger_rule: str | None, where: str) -> None:
+        if self.options.get("fail_fast") and trigger_rule not in (None, *FAIL_FAST_TRIGGER_RULES):
+            raise RegistrationError(
+                f"dag {self.dag_id!r}: {where} has trigger_rule {trigger_rule!r}, but a fail_fast dag "
+                f"allows only {', '.join(sorted(FAIL_FAST_TRIGGER_RULES))}"
+            )
 
     def _add_edge(self, upstream: Task, downstream: Task) -> None:
         if upstream.dag is not self or downstream.dag is not self:

@@ -89,7 +89,7 @@ def logs(client: Client, log: logging.Logger) -> None:
     log.info("info with extra", extra={"rows": 3, "target": "collides", "level": 99, "timestamp": 12.5})
     module_log.debug("module debug (namespace level DEBUG)")
     logging.getLogger("noisy.lib").info("noisy info (namespace level ERROR)")
-    warnings.warn("a warning through the warnings module")
+    warnings.warn("a warning through the warnings module", stacklevel=1)
     log.warning("token is %s and password is %s", token, conn.password)
     try:
         raise RuntimeError(f"failed using {conn.password}")

@@ -9,7 +9,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="pybundle-harness-airflow-home-"))
+# A fixed scratch AIRFLOW_HOME (importing the task SDK reads/writes airflow config there).
+os.environ.setdefault("AIRFLOW_HOME", os.path.join(tempfile.gettempdir(), "pybundle-harness-airflow-home"))
+os.makedirs(os.environ["AIRFLOW_HOME"], exist_ok=True)
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("airflow.sdk.api.client")

@@ -1,0 +1,206 @@
+"""A minimal Airflow Execution API client on the standard library.
+
+go-plugin mode talks to the Execution API itself (there is no supervisor in between), with the
+workload's token. Only ``http.client`` is used so the mode adds no runtime dependency beyond grpc.
+Requests carry what the task SDK's own client sends: ``Authorization: Bearer``, the
+``Airflow-API-Version`` the Execution API negotiates on, and a UUIDv7 ``Correlation-Id`` that ties
+server logs to this process. A ``Refreshed-API-Token`` answer replaces the token, as the task SDK
+does, so long tasks keep a valid JWT.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from .._version import __version__
+
+# The version apache-airflow-task-sdk 1.3.2 sends (airflow.sdk.api.datamodels._generated.API_VERSION).
+API_VERSION = "2026-06-30"
+DEFAULT_TIMEOUT_SECONDS = 30.0
+RETRIES = 3  # attempts for connection errors and 5xx answers
+RETRY_WAIT_SECONDS = (0.25, 1.0)
+
+
+class ApiError(Exception):
+    """The Execution API answered with an error status (or could not be reached: ``status`` None)."""
+
+    def __init__(self, method: str, path: str, status: int | None, detail: Any, message: str):
+        super().__init__(f"{method} {path}: {message}" + (f" (HTTP {status})" if status else ""))
+        self.method = method
+        self.path = path
+        self.status = status
+        self.detail = detail
+        self.message = message
+
+
+@dataclass
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    body: Any  # decoded JSON, or None for an empty body
+
+
+def uuid7() -> uuid.UUID:
+    """A time-ordered UUIDv7 (RFC 9562), what the SDK clients use for correlation ids."""
+    millis = time.time_ns() // 1_000_000
+    rand = random.getrandbits(74)
+    value = (millis & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= (rand >> 62) << 64  # 12 bits rand_a
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return uuid.UUID(int=value)
+
+
+def path_segment(value: Any) -> str:
+    """One URL path segment, every reserved character escaped (``/`` included)."""
+    return quote(str(value), safe="")
+
+
+def query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def encode_query(params: Mapping[str, Any] | None) -> str:
+    """httpx-style query: lists repeat the key, ``None`` is left out, bools are lowercase."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in (params or {}).items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            pairs.extend((key, query_value(v)) for v in value)
+        else:
+            pairs.append((key, query_value(value)))
+    return urlencode(pairs)
+
+
+def json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+class ExecutionApiClient:
+    """Thread-safe (one connection per request): the heartbeat thread and the task share it."""
+
+    def __init__(self, base_url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS):
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"execution API URL {base_url!r} is not an http(s) URL")
+        self.base_url = base_url
+        self._scheme = parts.scheme
+        self._host = parts.hostname
+        self._port = parts.port
+        self._base_path = parts.path.rstrip("/")
+        self._timeout = timeout
+        self._token = token
+        self._lock = threading.Lock()
+        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+
+    @property
+    def token(self) -> str:
+        with self._lock:
+            return self._token
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        has_body: bool = False,
+    ) -> Response:
+        """Send one request (``path`` relative to the base URL); raise ``ApiError`` on errors.
+
+        ``has_body`` sends ``json_body`` even when it is ``None`` (a JSON ``null``)."""
+        query = encode_query(params)
+        target = f"{self._base_path}/{path.lstrip('/')}" + (f"?{query}" if query else "")
+        payload = (
+            json.dumps(json_body, default=json_default, allow_nan=False).encode("utf-8")
+            if has_body or json_body is not None
+            else None
+        )
+        last: ApiError | None = None
+        for attempt in range(RETRIES):
+            if attempt:
+                time.sleep(RETRY_WAIT_SECONDS[min(attempt - 1, len(RETRY_WAIT_SECONDS) - 1)])
+            try:
+                return self._once(method, path, target, payload)
+            except ApiError as exc:
+                if exc.status is not None and exc.status < 500:
+                    raise
+                last = exc
+        assert last is not None
+        raise last
+
+    def _once(self, method: str, path: str, target: str, payload: bytes | None) -> Response:
+        headers = {
+            "Authorization": f"Bearer {self.token}",
+            "Airflow-API-Version": API_VERSION,
+            "Correlation-Id": str(uuid7()),
+            "Accept": "application/json",
+            "User-Agent": f"pybundle/{__version__} (go-plugin mode; pid {os.getpid()})",
+        }
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        conn: http.client.HTTPConnection
+        if self._ssl is not None:
+            conn = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self._timeout, context=self._ssl
+            )
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+        try:
+            conn.request(method, target, body=payload, headers=headers)
+            raw = conn.getresponse()
+            data = raw.read()
+            status = raw.status
+            response_headers = {k.lower(): v for k, v in raw.getheaders()}
+        except (OSError, http.client.HTTPException) as exc:
+            raise ApiError(method, path, None, None, f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            conn.close()
+        refreshed = response_headers.get("refreshed-api-token")
+        if refreshed:
+            with self._lock:
+                self._token = refreshed
+        body: Any = None
+        if data:
+            try:
+                body = json.loads(data)
+            except ValueError:
+                body = data.decode("utf-8", "replace")
+        if not 200 <= status < 300:
+            detail = body.get("detail") if isinstance(body, dict) else body
+            raise ApiError(method, path, status, detail, _error_message(detail))
+        return Response(status, response_headers, body)
+
+
+def _error_message(detail: Any) -> str:
+    """The task SDK's wording for an error body, so logs read the same in every mode."""
+    if isinstance(detail, list):
+        return "Remote server returned validation error"
+    if isinstance(detail, dict):
+        return "Server returned error"
+    if isinstance(detail, str) and detail:
+        return detail
+    return "Un-parseable error"

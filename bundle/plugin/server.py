@@ -1,0 +1,466 @@
+"""``serve_plugin``: the bundle as a HashiCorp go-plugin gRPC server (plugin ``dag-bundle``).
+
+What the Go Edge Worker sees must be what a Go bundle built with the pre-retirement Go SDK showed it
+(go-plugin v1.7.0 host, app protocol 1). The start-up order matters and follows go-plugin's
+``Serve``: ignore SIGINT (the worker drains on Ctrl-C and stops plugins itself), negotiate the app
+protocol version, listen on a fresh Unix socket, register every service and *start serving*, and
+only then print the handshake line (the host dials at once, fail-fast). After the handshake, fds 1
+and 2 feed ``GRPCStdio`` and the plugin's own logs go to the real stderr as hclog JSON lines.
+
+Services: ``bundle.v1.DagBundle`` (GetMetadata, Execute), ``grpc.health.v1.Health`` (``plugin`` =
+SERVING), ``plugin.GRPCController/Shutdown`` (answer, then stop and exit well inside the host's 2 s
+kill deadline), ``plugin.GRPCStdio/StreamStdio`` and ``plugin.GRPCBroker/StartStream`` (drained; a
+dag-bundle never brokers). The process also exits when its parent dies (polling ``getppid``:
+``PR_SET_PDEATHSIG`` fires when the parent *thread* exits, which would kill plugins started from a
+short-lived thread of a Python host) and on SIGTERM; it removes its socket file on the way out.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from .. import _stdout
+from .._version import __version__
+from ..core.provider import BundleProvider, registry_of
+from ..core.registry import Registry
+from ._generated.bundle.v1 import plugin_pb2, plugin_pb2_grpc
+from ._generated.plugin import (
+    grpc_broker_pb2_grpc,
+    grpc_controller_pb2,
+    grpc_controller_pb2_grpc,
+    grpc_stdio_pb2,
+    grpc_stdio_pb2_grpc,
+)
+from .hclog import HclogHandler, HclogWriter
+from .runner import RunnerError, TaskRunner, Workload, parse_go_uuid
+from .settings import load_settings
+from .stdio import StdioCapture
+
+CORE_PROTOCOL_VERSION = 1
+APP_PROTOCOL_VERSIONS = (1,)
+PLUGIN_NAME = "dag-bundle"
+HEALTH_SERVICE = "plugin"
+# Two long-lived streams (stdio, broker) hold a worker each for the whole connection; the Edge Worker
+# runs one workload per process, but nothing forbids concurrent Execute calls.
+MAX_WORKERS = 32
+STOP_GRACE_SECONDS = 0.5
+PARENT_POLL_SECONDS = 0.25
+NETWORK_ENV = "PYBUNDLE_PLUGIN_NETWORK"  # "tcp" forces the TCP listener (tests, Windows-like hosts)
+_SUN_PATH_MAX = 107
+
+log = logging.getLogger("bundle.plugin")
+
+
+@dataclass
+class _State:
+    """Process-wide run state shared by the servicers and the main thread."""
+
+    writer: HclogWriter
+    stop: threading.Event = field(default_factory=threading.Event)
+    exit_code: int = 0
+    reason: str = ""
+    executing: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def request_stop(self, reason: str, code: int = 0) -> None:
+        with self.lock:
+            if not self.stop.is_set():
+                self.reason, self.exit_code = reason, code
+                self.stop.set()
+
+
+# -- version negotiation, listener, handshake --------------------------------------------------
+def negotiate_version(offered: str | None, writer: HclogWriter | None = None) -> int:
+    """go-plugin's rule: the highest own version the host offered, else the lowest own version
+    (the host then rejects the plugin with a clear error)."""
+    if not offered:
+        return min(APP_PROTOCOL_VERSIONS)
+    versions: set[int] = set()
+    for part in offered.split(","):
+        try:
+            versions.add(int(part))
+        except ValueError:
+            if writer is not None:
+                writer.log("warn", f"server sent invalid plugin version {part!r}")
+    for version in sorted(APP_PROTOCOL_VERSIONS, reverse=True):
+        if version in versions:
+            return version
+    return min(APP_PROTOCOL_VERSIONS)
+
+
+@dataclass
+class Listener:
+    network: str  # "unix" or "tcp"
+    address: str  # socket path or 127.0.0.1:port
+    socket_path: str | None = None
+
+    def remove(self) -> None:
+        if self.socket_path:
+            try:
+                os.unlink(self.socket_path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("could not remove socket %s: %s", self.socket_path, exc)
+
+
+def _add_port(server: grpc.Server, target: str, credentials: grpc.ServerCredentials | None) -> int:
+    if credentials is None:
+        return server.add_insecure_port(target)
+    return server.add_secure_port(target, credentials)
+
+
+def bind_listener(
+    server: grpc.Server, credentials: grpc.ServerCredentials | None, environ: dict[str, str] | None = None
+) -> Listener:
+    """A fresh Unix socket in ``PLUGIN_UNIX_SOCKET_DIR`` (or the temp dir), named like Go's
+    ``os.CreateTemp(dir, "plugin")``; TCP on 127.0.0.1 within ``PLUGIN_MIN_PORT..PLUGIN_MAX_PORT``
+    when Unix sockets are unavailable, the path is too long, or ``PYBUNDLE_PLUGIN_NETWORK=tcp``."""
+    env = os.environ if environ is None else environ
+    if hasattr(os, "fork") and env.get(NETWORK_ENV, "unix") != "tcp":
+        directory = env.get("PLUGIN_UNIX_SOCKET_DIR") or tempfile.gettempdir()
+        fd, path = tempfile.mkstemp(prefix="plugin", dir=directory)
+        os.close(fd)
+        os.unlink(path)
+        if len(path.encode()) <= _SUN_PATH_MAX:
+            try:
+                if _add_port(server, f"unix:{path}", credentials):
+                    listener = Listener("unix", path, path)
+                    _apply_socket_group(path, env.get("PLUGIN_UNIX_SOCKET_GROUP"))
+                    return listener
+            except RuntimeError as exc:
+                log.warning("cannot listen on unix socket %s (%s); falling back to TCP", path, exc)
+        else:
+            log.warning("socket path %s is longer than %d bytes; falling back to TCP", path, _SUN_PATH_MAX)
+    low = int(env.get("PLUGIN_MIN_PORT") or 10000)
+    high = int(env.get("PLUGIN_MAX_PORT") or 25000)
+    for port in range(low, high + 1):
+        try:
+            if _add_port(server, f"127.0.0.1:{port}", credentials) == port:
+                return Listener("tcp", f"127.0.0.1:{port}")
+        except RuntimeError:
+            continue
+    raise OSError(f"couldn't bind plugin TCP listener in 127.0.0.1:{low}..{high}")
+
+
+def _apply_socket_group(path: str, group: str | None) -> None:
+    """``PLUGIN_UNIX_SOCKET_GROUP``: hand the socket to that group (name or gid), mode 0660."""
+    if not group:
+        return
+    gid: int
+    if group.isdigit():
+        gid = int(group)
+    else:
+        import grp
+
+        gid = grp.getgrnam(group).gr_gid
+    os.chown(path, -1, gid)
+    os.chmod(path, 0o660)
+
+
+def handshake_line(
+    version: int, listener: Listener, server_cert: str = "", environ: dict[str, str] | None = None
+) -> str:
+    """``CORE|APP|NETWORK|ADDR|grpc|CERT`` plus the broker-multiplexing field when the host asked.
+
+    The seventh field is sent only when ``PLUGIN_MULTIPLEX_GRPC`` is set (older hosts would glue it to
+    the certificate); pybundle does not multiplex the broker, so it answers ``false``."""
+    env = os.environ if environ is None else environ
+    line = f"{CORE_PROTOCOL_VERSION}|{version}|{listener.network}|{listener.address}|grpc|{server_cert}"
+    if env.get("PLUGIN_MULTIPLEX_GRPC"):
+        line += "|false"
+    return line + "\n"
+
+
+# -- servicers ---------------------------------------------------------------------------------
+def _go_bundle_info(name: str, version: str | None) -> str:
+    ver = "(*string)(nil)" if version is None else f"(*string)({_quote(version)})"
+    return f"bundlev1.BundleInfo{{Name:{_quote(name)}, Version:{ver}}}"
+
+
+def _quote(text: str) -> str:
+    import json
+
+    return json.dumps(text, ensure_ascii=False)
+
+
+class DagBundleServicer(plugin_pb2_grpc.DagBundleServicer):
+    """``bundle.v1.DagBundle`` with the Go plugin's status codes and messages."""
+
+    def __init__(self, provider: BundleProvider, state: _State):
+        self.provider = provider
+        self.state = state
+        self._registry: Registry | None = None
+        self._registry_lock = threading.Lock()
+        self._runner: TaskRunner | None = None
+
+    def GetMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """The bundle's name and version only: discovery calls this once per bundle and it must not
+        build the DAGs (``get_bundle_version`` never registers them)."""
+        info = self.provider.get_bundle_version()
+        bundle = plugin_pb2.BundleInfo(name=info.name)
+        if info.version is not None:
+            bundle.version = info.version  # absent = unversioned, as the host reads HasVersion()
+        return plugin_pb2.GetMetadata.Response(bundle=bundle)
+
+    def Execute(self, request: Any, context: grpc.ServicerContext) -> Any:
+        workload_kind = request.WhichOneof("workload")
+        if workload_kind != "task":
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, 'Unimplmeneted workload "not set"')
+        task = request.task
+        ti = task.ti
+        try:
+            ti_id = parse_go_uuid(ti.id.value)
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unable to parse UUID: {exc}")
+        workload = Workload(
+            token=task.token,
+            ti_id=ti_id,
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            task_id=ti.task_id,
+            try_number=ti.try_number,
+            map_index=ti.map_index if ti.HasField("map_index") else None,
+            hostname=ti.hostname if ti.HasField("hostname") else None,
+            bundle_name=task.bundle_info.name,
+            bundle_version=task.bundle_info.version if task.bundle_info.HasField("version") else None,
+            log_path=task.log_path if task.HasField("log_path") else None,
+        )
+        runner = self._get_runner()
+        if runner is None:
+            context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"dag bundle not found: {_go_bundle_info(workload.bundle_name, workload.bundle_version)}",
+            )
+        cancelled = threading.Event()
+        context.add_callback(cancelled.set)
+        with self.state.lock:
+            self.state.executing += 1
+        try:
+            runner.run(workload, cancelled)
+        except RunnerError as exc:
+            context.abort(getattr(grpc.StatusCode, exc.code, grpc.StatusCode.UNKNOWN), str(exc))
+        except Exception as exc:  # a bug of ours: surface it like Go's codes.Unknown, keep serving
+            self.state.writer.log("error", "Execute failed", error="".join(traceback.format_exception(exc)))
+            context.abort(grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}")
+        finally:
+            with self.state.lock:
+                self.state.executing -= 1
+        return plugin_pb2.Execute.Response()
+
+    def _get_runner(self) -> TaskRunner | None:
+        """Register the DAGs once per process (Go's lazy ``RegisterDags``); ``None`` if that fails."""
+        with self._registry_lock:
+            if self._runner is None:
+                try:
+                    self._registry = registry_of(self.provider)
+                except Exception as exc:
+                    self.state.writer.log(
+                        "error",
+                        "registering the bundle's dags failed",
+                        error="".join(traceback.format_exception(exc)),
+                    )
+                    return None
+                self._runner = TaskRunner(self._registry, load_settings(), self.state.writer)
+            return self._runner
+
+
+class ControllerServicer(grpc_controller_pb2_grpc.GRPCControllerServicer):
+    def __init__(self, state: _State):
+        self.state = state
+
+    def Shutdown(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """Answer first (the host waits on this reply without a deadline), then the main thread stops
+        the server and exits."""
+        self.state.request_stop("shutdown requested by the host")
+        return grpc_controller_pb2.Empty()
+
+
+class StdioServicer(grpc_stdio_pb2_grpc.GRPCStdioServicer):
+    def __init__(self, capture: StdioCapture):
+        self.capture = capture
+
+    def StreamStdio(self, request: Any, context: grpc.ServicerContext) -> Any:
+        stop = threading.Event()
+
+        def on_done() -> None:
+            stop.set()
+            self.capture.wake()
+
+        context.add_callback(on_done)
+        for channel, data in self.capture.stream(stop):
+            yield grpc_stdio_pb2.StdioData(channel=channel, data=data)
+
+
+class BrokerServicer(grpc_broker_pb2_grpc.GRPCBrokerServicer):
+    """Accepts the host's broker stream and drains it; dag-bundle plugins never broker."""
+
+    def __init__(self, state: _State):
+        self.state = state
+
+    def StartStream(self, request_iterator: Any, context: grpc.ServicerContext) -> Any:
+        done = threading.Event()
+        context.add_callback(done.set)
+
+        def drain() -> None:
+            try:
+                for _ in request_iterator:
+                    pass
+            except Exception:  # the stream ends with the connection
+                pass
+            finally:
+                done.set()
+
+        threading.Thread(target=drain, name="pybundle-broker", daemon=True).start()
+        while not done.is_set() and not self.state.stop.is_set():
+            done.wait(0.1)
+        return
+        yield  # a generator: the response stream stays open (and empty) until the host closes it
+
+
+# -- process plumbing --------------------------------------------------------------------------
+def _install_hooks(state: _State, real_stderr: int) -> None:
+    writer = state.writer
+    handler = HclogHandler(writer)
+    for name in ("bundle.plugin", "grpc"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.propagate = False
+        logger.setLevel(logging.DEBUG if name == "bundle.plugin" else logging.WARNING)
+
+    def excepthook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+        writer.log(
+            "error", "uncaught exception", error="".join(traceback.format_exception(exc_type, exc, tb))
+        )
+
+    def thread_excepthook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return
+        text = "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
+        writer.log("error", f"uncaught exception in thread {getattr(args.thread, 'name', '?')}", error=text)
+
+    sys.excepthook = excepthook
+    threading.excepthook = thread_excepthook
+    try:  # fatal errors (segfaults) still reach the host's log, on the real stderr
+        faulthandler.enable(file=os.fdopen(os.dup(real_stderr), "w"), all_threads=True)
+    except (OSError, ValueError, RuntimeError):
+        pass
+
+
+def serve_plugin(provider: BundleProvider) -> int:
+    """Serve ``provider`` as the ``dag-bundle`` plugin until the host shuts it down; return the exit
+    code. The cookie was checked by ``bundle.plugin.run``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # first: Ctrl-C reaches the whole process group
+    _stdout.protect_stdout()  # idempotent: nothing but the handshake may reach the real stdout
+    started = time.monotonic()
+    real_stderr = os.dup(2)
+    state = _State(HclogWriter(real_stderr))
+    writer = state.writer
+    _install_hooks(state, real_stderr)
+    parent = os.getppid()
+
+    version = negotiate_version(os.environ.get("PLUGIN_PROTOCOL_VERSIONS"), writer)
+    credentials, server_cert = _credentials(writer)
+    if credentials is False:
+        return 1
+
+    capture = StdioCapture()
+    executor = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="pybundle-grpc")
+    server = grpc.server(
+        executor,
+        options=[
+            ("grpc.so_reuseport", 0),  # two plugins must never share a TCP port
+            ("grpc.max_receive_message_length", -1),
+            ("grpc.max_send_message_length", -1),
+        ],
+    )
+    health_servicer = health.HealthServicer()
+    health_servicer.set(HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    plugin_pb2_grpc.add_DagBundleServicer_to_server(DagBundleServicer(provider, state), server)
+    grpc_controller_pb2_grpc.add_GRPCControllerServicer_to_server(ControllerServicer(state), server)
+    grpc_stdio_pb2_grpc.add_GRPCStdioServicer_to_server(StdioServicer(capture), server)
+    grpc_broker_pb2_grpc.add_GRPCBrokerServicer_to_server(BrokerServicer(state), server)
+
+    try:
+        listener = bind_listener(server, credentials or None)
+    except (OSError, ValueError) as exc:
+        writer.log("error", "plugin init error", error=str(exc))
+        return 1
+    server.start()  # serving before the handshake: the host dials immediately, fail-fast
+    line = handshake_line(version, listener, server_cert)
+    _stdout.write_stdout(line.encode("utf-8"))
+    capture.start(real_stderr)
+    writer.log(
+        "debug",
+        "plugin address",
+        network=listener.network,
+        address=listener.address,
+        version=version,
+        pybundle=__version__,
+        startup_seconds=round(time.monotonic() - started, 4),
+    )
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: state.request_stop("received SIGTERM", 128 + signum))
+    while not state.stop.wait(PARENT_POLL_SECONDS):
+        if os.getppid() != parent:
+            state.request_stop("the host process exited", 1)
+    return _teardown(state, server, executor, health_servicer, capture, listener)
+
+
+def _credentials(writer: HclogWriter) -> tuple[Any, str]:
+    """Server TLS credentials and handshake field 6 for AutoMTLS; ``(None, "")`` without it,
+    ``(False, "")`` when AutoMTLS was asked for but cannot be served."""
+    client_cert = os.environ.get("PLUGIN_CLIENT_CERT")
+    if not client_cert:
+        return None, ""
+    try:
+        from .mtls import LIMITATION, generate_server_cert
+
+        cert = generate_server_cert()
+    except ImportError as exc:
+        writer.log("error", "AutoMTLS requested but the 'cryptography' package is missing", error=str(exc))
+        return False, ""
+    writer.log("warn", LIMITATION)
+    credentials = grpc.ssl_server_credentials([(cert.key_pem, cert.cert_pem)], root_certificates=None)
+    return credentials, cert.handshake_field
+
+
+def _teardown(
+    state: _State,
+    server: grpc.Server,
+    executor: ThreadPoolExecutor,
+    health_servicer: health.HealthServicer,
+    capture: StdioCapture,
+    listener: Listener,
+) -> int:
+    began = time.monotonic()
+    writer = state.writer
+    writer.log("debug", "plugin stopping", reason=state.reason)
+    capture.close()
+    health_servicer.enter_graceful_shutdown()
+    server.stop(STOP_GRACE_SECONDS).wait(STOP_GRACE_SECONDS + 0.5)
+    listener.remove()
+    capture.restore()
+    executor.shutdown(wait=False, cancel_futures=True)
+    writer.log("debug", "plugin stopped", seconds=round(time.monotonic() - began, 4))
+    if state.executing:
+        # A task is still running in a worker thread; interpreter exit would wait for it.
+        writer.log("warn", "exiting with a task still running", reason=state.reason)
+        os._exit(state.exit_code)
+    return state.exit_code

@@ -1,0 +1,134 @@
+"""Capture what the process writes to stdout and stderr after the handshake, for ``GRPCStdio``.
+
+A Go plugin swaps ``os.Stdout``/``os.Stderr`` for pipes once the handshake line is out and streams
+their contents to the host over ``/plugin.GRPCStdio/StreamStdio``. Python has no single writer
+object to swap (C extensions and subprocesses write to the descriptors), so file descriptors 1 and 2
+themselves are pointed at pipes; the real stderr is kept on a duplicate descriptor for the hclog
+logger, the only writer the host parses.
+
+Reader threads never block writers: chunks wait in a bounded buffer until the host's stream
+(opened once, right after connecting) takes them, and the oldest are dropped when a slow or absent
+consumer lets it fill up. ``restore()`` puts the real stderr back on 1 and 2 before the process
+exits, so late writes (interpreter shutdown included) cannot block on a pipe nobody reads.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import sys
+import threading
+from collections.abc import Iterator
+
+STDOUT, STDERR = 1, 2  # plugin.StdioData.Channel values
+MAX_BUFFERED_BYTES = 1 << 20
+_CHUNK = 32 * 1024
+
+
+class StdioCapture:
+    def __init__(self) -> None:
+        self.real_stderr: int | None = None
+        self._cond = threading.Condition()
+        self._chunks: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._buffered = 0
+        self._dropped = 0
+        self._closed = False
+        self._consumers = 0
+        self._readers: list[threading.Thread] = []
+        self._read_fds: list[int] = []
+
+    def start(self, real_stderr: int) -> None:
+        """Point fds 1 and 2 at pipes; ``real_stderr`` (a duplicate of the original fd 2, which the
+        hclog logger keeps writing to) is what ``restore()`` puts back."""
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+        self.real_stderr = real_stderr
+        for fd, channel in ((1, STDOUT), (2, STDERR)):
+            read_end, write_end = os.pipe()
+            os.dup2(write_end, fd)
+            os.close(write_end)
+            self._read_fds.append(read_end)
+            thread = threading.Thread(
+                target=self._pump, args=(read_end, channel), name=f"pybundle-stdio-{fd}", daemon=True
+            )
+            thread.start()
+            self._readers.append(thread)
+        for stream in (sys.stdout, sys.stderr):
+            reconfigure = getattr(stream, "reconfigure", None)
+            if reconfigure is not None:
+                try:
+                    reconfigure(line_buffering=True)
+                except (OSError, ValueError):
+                    pass
+
+    def _pump(self, fd: int, channel: int) -> None:
+        while True:
+            try:
+                data = os.read(fd, _CHUNK)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            with self._cond:
+                self._chunks.append((channel, data))
+                self._buffered += len(data)
+                while self._buffered > MAX_BUFFERED_BYTES and self._chunks:
+                    _, old = self._chunks.popleft()
+                    self._buffered -= len(old)
+                    self._dropped += len(old)
+                self._cond.notify_all()
+        os.close(fd)
+
+    def stream(self, stop: threading.Event | None = None) -> Iterator[tuple[int, bytes]]:
+        """Yield ``(channel, data)`` until ``close()`` or ``stop``; each chunk goes to one consumer.
+
+        Whoever sets ``stop`` must call ``wake()`` so a waiting consumer notices."""
+        with self._cond:
+            self._consumers += 1
+        try:
+            while True:
+                with self._cond:
+                    while not self._chunks and not self._closed and not (stop and stop.is_set()):
+                        self._cond.wait()
+                    if stop is not None and stop.is_set():
+                        return
+                    if not self._chunks:
+                        return
+                    channel, data = self._chunks.popleft()
+                    self._buffered -= len(data)
+                yield channel, data
+        finally:
+            with self._cond:
+                self._consumers -= 1
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """End every ``stream()`` once it has sent what is buffered now."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def restore(self) -> None:
+        """Put the real stderr back on fds 1 and 2 (ends the reader threads)."""
+        if self.real_stderr is None:
+            return
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+        for fd in (1, 2):
+            try:
+                os.dup2(self.real_stderr, fd)
+            except OSError:
+                pass
+
+    @property
+    def dropped_bytes(self) -> int:
+        return self._dropped
