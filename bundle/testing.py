@@ -101,27 +101,25 @@ class _MemoryAirflow:
                 json.dumps(body["value"])
             )
             return None
-        matches = [
-            v for k, v in self.xcoms.items() if k[:4] == base and (map_index is None or k[4] == map_index)
-        ]
+        rows = sorted((k[4], v) for k, v in self.xcoms.items() if k[:4] == base)
         if kind == "DeleteXCom":
-            for k in [k for k in self.xcoms if k[:4] == base and (map_index is None or k[4] == map_index)]:
-                del self.xcoms[k]
+            for index, _ in rows:
+                if map_index is None or index == map_index:
+                    del self.xcoms[(*base, index)]
             return None
         if kind == "GetXCom":
-            return {"key": body["key"], "value": matches[0] if matches else None, "type": "XComResult"}
+            found = [v for index, v in rows if map_index is None or index == map_index]
+            return {"key": body["key"], "value": found[0] if found else None, "type": "XComResult"}
+        sequence = [v for _, v in rows]  # a mapped task's values, ordered by map index
         if kind == "GetXComCount":
-            return {"len": len(matches), "type": "XComCountResponse"}
-        sequence = matches[0] if matches and isinstance(matches[0], list) else matches
+            return {"len": len(sequence), "type": "XComCountResponse"}
         if kind == "GetXComSequenceItem":
             try:
                 return {"root": sequence[body["offset"]], "type": "XComSequenceIndexResult"}
             except IndexError:
                 return _error("XCOM_NOT_FOUND", {"offset": body["offset"]})
-        return {
-            "root": sequence[body["start"] : body["stop"] : body["step"]],
-            "type": "XComSequenceSliceResult",
-        }
+        window = sequence[body["start"] : body["stop"] : body["step"]]
+        return {"root": window, "type": "XComSequenceSliceResult"}
 
 
 def _error(error: str, detail: dict[str, Any]) -> dict[str, Any]:

@@ -76,6 +76,30 @@ def test_variable_connection_and_xcom_round_trips():
     assert not [c for c in run.calls if c.path.endswith("/variables/overridden")]  # env wins, no API call
 
 
+def test_every_other_request_type_round_trips():
+    api = FakeExecutionAPI(
+        xcoms={(DAG, RUN, "mapped", "return_value", i): value for i, value in enumerate("abc")},
+        assets=[{"name": "orders", "uri": "s3://bucket/orders", "group": "asset", "extra": {}}],
+    )
+    run = supervised("everything_else", api)
+    assert run.final_state == "success", run.describe()
+    result = run.api.xcom(DAG, RUN, "everything_else", "return_value")
+    assert (
+        result["cursor"] == {"offset": 10}
+        and result["after_delete"] == "gone"
+        and result["after_clear"] is None
+    )
+    assert result["dag_run"] == RUN
+    assert (result["seq_item"], result["seq_slice"]) == ("b", ["a", "b"])
+    assert result["task_states"] == {RUN: {"everything_else": "running"}}
+    assert result["ti_count"] >= 1 and result["dr_count"] >= 1
+    assert result["asset_by_name"] == "s3://bucket/orders" and result["asset_by_uri"] == "orders"
+    assert result["deleted_xcom"] == "deleted"
+    assert "prev_success" in result and "previous" in result
+    [trigger] = run.api.calls_to("POST", "/dag-runs/downstream_dag/triggered__1")
+    assert trigger.json["conf"] == {"from": "everything_else"}
+
+
 def test_not_found_is_an_exception_or_default_never_a_hang():
     run = supervised("not_found")
     assert run.final_state == "success", run.describe()
@@ -186,3 +210,9 @@ def test_supervisor_disappearing_mid_task_makes_the_runtime_exit_within_a_second
     assert run.supervisor_killed
     assert run.runtime_survived_supervisor is False
     assert run.runtime_exit_delay is not None and run.runtime_exit_delay < 1.0
+
+
+def test_coordinator_mode_never_imports_grpc_protobuf_yaml_or_airflow():
+    run = supervised("heavy_modules")
+    assert run.final_state == "success"
+    assert run.api.xcom(DAG, RUN, "heavy_modules", "return_value") == []

@@ -141,6 +141,49 @@ async def async_task(client: Client) -> str:
     return client.get_variable("plain")
 
 
+@dag.task
+def everything_else(client: Client, ctx: Context) -> dict:
+    """Every remaining request type, through the real supervisor."""
+    from datetime import datetime, timezone
+
+    client.set_task_state("cursor", {"offset": 10})
+    cursor = client.get_task_state("cursor")
+    client.delete_task_state("cursor")
+    after_delete = client.get_task_state("cursor", default="gone")
+    client.set_task_state("other", 1)
+    client.clear_task_state()
+    client.push_xcom("to_delete", 1)
+    client.delete_xcom("to_delete")
+    client.trigger_dag_run("downstream_dag", "triggered__1", conf={"from": ctx.ti.task_id})
+    return {
+        "cursor": cursor,
+        "after_delete": after_delete,
+        "after_clear": client.get_task_state("other", default=None),
+        "dag_run": client.get_dag_run()["run_id"],
+        "seq_item": client.get_xcom_sequence_item("mapped", 1),
+        "seq_slice": client.get_xcom_sequence_slice("mapped", 0, 2),
+        "task_states": client.get_task_states(run_ids=[ctx.ti.run_id], task_ids=["everything_else"]),
+        "ti_count": client.get_ti_count(run_ids=[ctx.ti.run_id]),
+        "dr_count": client.get_dr_count(),
+        # datetimes are not JSON: XCom values must be, so keep only what the test checks
+        "previous": (client.get_previous_dag_run(datetime(2030, 1, 1, tzinfo=timezone.utc)) or {}).get(
+            "run_id"
+        ),
+        "prev_success": sorted(client.get_prev_successful_dag_run()),
+        "asset_by_name": client.get_asset(name="orders")["uri"],
+        "asset_by_uri": client.get_asset(uri="s3://bucket/orders")["name"],
+        "deleted_xcom": client.get_xcom(ctx.ti.task_id, key="to_delete", default="deleted"),
+    }
+
+
+@dag.task
+def heavy_modules() -> list:
+    import sys
+
+    heavy = ("grpc", "google.protobuf", "yaml", "airflow", "pydantic", "click", "asyncio")
+    return sorted(name for name in sys.modules if name.split(".")[0] in heavy or name.startswith(heavy))
+
+
 __all__ = ["RequestNotAllowed", "bundle"]
 
 if __name__ == "__main__":
