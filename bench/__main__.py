@@ -1,0 +1,71 @@
+"""``python -m bench [--quick] [--json] [--only N ...]``: run the figures and print the table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+
+from . import figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="few runs and small sizes: a smoke test, no thresholds"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--only", nargs="*", type=int, help="figure numbers to run")
+    args = parser.parse_args()
+    runs = 3 if args.quick else 15
+    plan = {
+        1: lambda: figures.coordinator_cold_start(runs),
+        2: lambda: figures.versus_airflow_task_runner(max(2, runs // 3)),
+        3: lambda: figures.request_round_trips(runs if args.quick else 7, 200 if args.quick else 5000),
+        4: lambda: figures.dag_parsing(
+            [10, 50] if args.quick else [10, 100, 1000], 20, 1 if args.quick else 3
+        ),
+    }
+    rows: list[figures.Row] = []
+    for number, run in plan.items():
+        if args.only and number not in args.only:
+            continue
+        rows.extend(run())
+    machine = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "system": platform.platform(),
+    }
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "machine": machine,
+                    "quick": args.quick,
+                    "rows": [{**vars(r), "meets_target": r.meets_target} for r in rows],
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(
+            f"# {machine['system']}, Python {machine['python']}{' (quick run: no thresholds)' if args.quick else ''}"
+        )
+        print("| figure | subject | value | baseline | baseline value | ratio | target | met |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            met = "" if args.quick or r.meets_target is None else ("yes" if r.meets_target else "NO")
+            base = f"{r.baseline_value:.2f} {r.unit}" if r.baseline_value is not None else ""
+            ratio = f"{r.ratio:.2f}x" if r.ratio is not None else ""
+            print(
+                f"| {r.figure} | {r.subject} | {r.value:.2f} {r.unit} | {r.baseline or ''} | {base} | {ratio} | {r.target or ''} | {met} |"
+            )
+            if r.extra:
+                print(f"|  |  | {json.dumps(r.extra)} |  |  |  |  |  |")
+    failed = [r for r in rows if not args.quick and r.meets_target is False]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""The figures of the benchmark suite; each returns rows for the report."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .measure import (
+    BENCH_BUNDLE,
+    FLOOR_RUNTIME,
+    PYTHON,
+    Sample,
+    Series,
+    alternate,
+    coordinator_start,
+    process_time,
+)
+from .stub_supervisor import StubSupervisor, startup_details
+
+PYBUNDLE = [PYTHON, "-m", "bundle", "--bundle", str(BENCH_BUNDLE)]
+FLOOR = [PYTHON, str(FLOOR_RUNTIME)]
+
+
+@dataclass
+class Row:
+    figure: str
+    subject: str
+    value: float
+    unit: str
+    baseline: str | None = None
+    baseline_value: float | None = None
+    ratio: float | None = None
+    target: str | None = None
+    extra: dict[str, Any] | None = None
+
+    @property
+    def meets_target(self) -> bool | None:
+        if self.target is None or self.ratio is None:
+            return None
+        op, bound = self.target.split(" ", 1)
+        return self.ratio <= float(bound) if op == "<=" else self.ratio >= float(bound)
+
+
+def _ratio_row(
+    figure: str, subject: Series, baseline: Series, unit: str, target: str | None, invert: bool = False
+) -> Row:
+    scale = 1000.0 if unit == "ms" else 1.0
+    ratio = baseline.median / subject.median if invert else subject.median / baseline.median
+    return Row(
+        figure,
+        subject.name,
+        subject.median * scale,
+        unit,
+        baseline.name,
+        baseline.median * scale,
+        ratio,
+        target,
+    )
+
+
+def coordinator_cold_start(runs: int) -> list[Row]:
+    """Figure 1: exec until the first request frame, pybundle vs the minimal msgpack runtime."""
+    series = alternate(
+        runs,
+        {
+            "python -m bundle (coordinator)": lambda: coordinator_start(PYBUNDLE),
+            "floor: minimal msgpack runtime": lambda: coordinator_start(FLOOR),
+        },
+    )
+    subject, floor = series.values()
+    return [_ratio_row("1 coordinator cold start", subject, floor, "ms", "<= 1.3")]
+
+
+def versus_airflow_task_runner(runs: int) -> list[Row]:
+    """Figure 2: what a Python-runner task pays before it can run: importing Airflow's task runner."""
+    series = alternate(
+        runs,
+        {
+            "python -m bundle (coordinator)": lambda: coordinator_start(PYBUNDLE),
+            "airflow task_runner import": lambda: process_time(
+                [PYTHON, "-c", "import airflow.sdk.execution_time.task_runner"]
+            ),
+        },
+    )
+    subject, airflow = series.values()
+    return [_ratio_row("2 vs Airflow's task runner", airflow, subject, "ms", ">= 10")]
+
+
+def _round_trip_rate(command: list[str], rounds: int, env: dict[str, str] | None = None) -> Sample:
+    stub = StubSupervisor(startup_details(task_id="round_trips")).start()
+    proc = __import__("subprocess").Popen([*command, *stub.args], env={**os.environ, **(env or {})})
+    proc.wait()
+    finished = time.monotonic()
+    stub.join()
+    if stub.requests < rounds + 1 or stub.first_request_at is None:
+        raise RuntimeError(f"{command}: only {stub.requests} requests")
+    return Sample((finished - stub.first_request_at) / rounds)
+
+
+def request_round_trips(runs: int, rounds: int) -> list[Row]:
+    """Figure 3: GetVariable round trips through the Client vs a raw msgpack loop on the same socket."""
+    series = alternate(
+        runs,
+        {
+            "Client.get_variable round trip": lambda: _round_trip_rate(
+                PYBUNDLE, rounds, {"BENCH_ROUNDS": str(rounds)}
+            ),
+            "floor: raw msgpack round trip": lambda: _round_trip_rate(
+                [*FLOOR, "--rounds", str(rounds)], rounds
+            ),
+        },
+    )
+    subject, floor = series.values()
+    row = Row(
+        "3 request round trips",
+        subject.name,
+        subject.median * 1e6,
+        "us/request",
+        floor.name,
+        floor.median * 1e6,
+        floor.median / subject.median,
+        ">= 0.8",
+    )
+    row.extra = {"rounds": rounds, "throughput_per_s": 1 / subject.median}
+    return [row]
+
+
+def dag_parsing(sizes: list[int], tasks_per_dag: int, runs: int) -> list[Row]:
+    """Figure 4: serializing N DAGs x 20 tasks, pybundle vs core's DagSerialization.to_dict."""
+    from .parsing import airflow_seconds, pybundle_seconds
+
+    rows = []
+    per_dag: list[tuple[int, float]] = []
+    for size in sizes:
+        ours = Series(
+            f"pybundle serialize {size} dags",
+            [Sample(pybundle_seconds(size, tasks_per_dag)) for _ in range(runs)],
+        )
+        theirs = Series(
+            f"core to_dict {size} dags", [Sample(airflow_seconds(size, tasks_per_dag)) for _ in range(runs)]
+        )
+        rows.append(_ratio_row("4 DAG parsing", ours, theirs, "ms", ">= 3", invert=True))
+        per_dag.append((size, ours.median / size))
+    first, last = per_dag[0], per_dag[-1]
+    rows[-1].extra = {
+        "ms_per_dag": {n: round(t * 1000, 4) for n, t in per_dag},
+        "per_dag_growth": round(last[1] / first[1], 2),
+    }
+    return rows
