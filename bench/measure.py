@@ -42,7 +42,7 @@ class Series:
 def alternate(runs: int, subjects: dict[str, Callable[[], Sample]]) -> dict[str, Series]:
     """Run every subject ``runs`` times, interleaved, so drift hits all of them alike."""
     series = {name: Series(name) for name in subjects}
-    for name, fn in subjects.items():  # one warm-up each (page cache, pyc files)
+    for fn in subjects.values():  # one warm-up each (page cache, pyc files)
         fn()
     for _ in range(runs):
         for name, fn in subjects.items():
