@@ -8,10 +8,11 @@ Modes, first match wins (the Go SDK's ``Serve`` matrix, see docs/cli.md):
 4. ``--comm=H:P --logs=H:P``             coordinator mode: one task or one DAG parse
 5. only one of ``--comm`` / ``--logs``   usage error, exit 2
 6. no mode flag, cookie set              go-plugin gRPC server for the Go Edge Worker
-7. anything else                         usage on stderr, exit 2
+7. no mode flag, no cookie               go-plugin's "This binary is a plugin" message and usage, exit 1
+8. anything else                         usage on stderr, exit 2
 
 Usage errors (unknown flag, missing value, stray argument, ``--format`` misuse) exit 2; a bundle that
-fails to register its DAGs exits 1. Only the selected mode's modules are imported, so coordinator
+fails to register its DAGs, or that is run with no mode at all, exits 1. Only the selected mode's modules are imported, so coordinator
 start-up never pays for grpc, protobuf or YAML.
 """
 
@@ -60,7 +61,7 @@ An Airflow bundle program (pybundle). Modes, first match wins:
                                      Edge Worker (the worker sets the variable itself)
   -h, --help                         show this help
 
-Exit codes: 0 success, 1 runtime or registration error, 2 usage error.
+Exit codes: 0 success, 1 runtime or registration error (or no mode), 2 usage error.
 """
 
 
@@ -138,8 +139,11 @@ def serve(bundle: BundleProvider, argv: Sequence[str] | None = None, prog: str |
         from .plugin import run as run_plugin
 
         return run_plugin(provider)
-    sys.stderr.write(f"error: no mode selected\n{usage(prog)}")
-    return EXIT_USAGE
+    # What a Go bundle run by hand does: it enters go-plugin mode, which refuses without the cookie.
+    from .plugin import NOT_A_PLUGIN_MESSAGE
+
+    sys.stderr.write(f"{NOT_A_PLUGIN_MESSAGE}\n{usage(prog)}")
+    return EXIT_ERROR
 
 
 def _dump(provider: BundleProvider, inv: Invocation) -> int:

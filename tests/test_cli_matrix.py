@@ -142,7 +142,6 @@ def test_metadata_flags_win_over_coordinator_flags_in_matrix_order(noisy):
         (["--comm"], "error: flag needs an argument: --comm"),
         (["stray"], "error: unexpected argument 'stray'"),
         (["--bundle-metadata=maybe"], 'error: invalid argument "maybe" for "--bundle-metadata" flag'),
-        ([], "error: no mode selected"),
     ],
 )
 def test_usage_errors_exit_2_with_usage_and_empty_stdout(noisy, flags, message):
@@ -180,6 +179,14 @@ def test_help_exits_0_and_names_every_mode(noisy, flag):
     result = run_python(["-m", "bundle", "--bundle", str(noisy), flag])
     assert result.returncode == 0
     assert "--dump-bundle-spec" in result.stderr and "--comm=HOST:PORT" in result.stderr
+
+
+def test_no_mode_at_all_is_gos_plugin_refusal_plus_usage(noisy):
+    result = run_python([str(noisy)])
+    assert result.returncode == 1
+    assert "This binary is a plugin. These are not meant to be executed directly." in result.stderr
+    for mode in ("--bundle-metadata", "--dump-bundle-spec", "--airflow-metadata", "--comm=HOST:PORT", "AIRFLOW_BUNDLE_MAGIC_COOKIE"):
+        assert mode in result.stderr
 
 
 def test_cookie_routes_to_plugin_mode_and_wrong_cookie_is_refused(noisy):

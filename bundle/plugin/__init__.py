@@ -22,15 +22,17 @@ NOT_A_PLUGIN_MESSAGE = (
 
 
 def run(provider: BundleProvider) -> int:
+    """Check the cookie like go-plugin's ``Serve`` (a human running the bundle by hand gets the same
+    diagnostic a Go plugin prints), then import grpc and serve; returns the exit code."""
     if os.environ.get(COOKIE_KEY) != COOKIE_VALUE:
         sys.stderr.write(NOT_A_PLUGIN_MESSAGE)
         return 1
     try:
         from .server import serve_plugin
-    except ImportError as exc:
+    except Exception as exc:  # missing packages, or versions older than the generated stubs need
         sys.stderr.write(
-            f"error: go-plugin mode needs grpcio, grpcio-health-checking and protobuf ({exc}); "
-            "install them with: pip install 'pybundle[plugin]'\n"
+            f"error: go-plugin mode needs grpcio, grpcio-health-checking and protobuf "
+            f"({type(exc).__name__}: {exc}); install them with: pip install 'pybundle[plugin]'\n"
         )
         return 1
     return serve_plugin(provider)

@@ -47,6 +47,8 @@ class ApiError(Exception):
 
 @dataclass
 class Response:
+    """One answer; headers are lower-cased (``content-range`` carries the XCom count)."""
+
     status: int
     headers: Mapping[str, str]
     body: Any  # decoded JSON, or None for an empty body
@@ -70,6 +72,7 @@ def path_segment(value: Any) -> str:
 
 
 def query_value(value: Any) -> str:
+    """A query-string value as httpx renders it (the Execution API parses bools as ``true``)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
@@ -91,6 +94,7 @@ def encode_query(params: Mapping[str, Any] | None) -> str:
 
 
 def json_default(value: Any) -> Any:
+    """Request bodies carry datetimes (``end_date``...) and UUIDs; render them as the SDK does."""
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, uuid.UUID):
@@ -117,6 +121,7 @@ class ExecutionApiClient:
 
     @property
     def token(self) -> str:
+        """The current token (a ``Refreshed-API-Token`` answer replaces it)."""
         with self._lock:
             return self._token
 

@@ -18,7 +18,6 @@ from typing import Any
 
 from ..core.masking import masker
 
-MODULE = "pybundle"
 MAX_MESSAGE_CHARS = 16 * 1024
 _RESERVED = ("@level", "@message", "@timestamp", "@module")
 
@@ -62,7 +61,6 @@ def hclog_line(
     record: dict[str, Any] = {
         "@level": str(level),
         "@message": text,
-        "@module": MODULE,
         "@timestamp": hclog_timestamp(when),
     }
     for key, value in (fields or {}).items():
@@ -79,6 +77,7 @@ class HclogWriter:
         self._lock = threading.Lock()
 
     def write_line(self, line: bytes) -> None:
+        """Write whole lines under a lock: interleaved halves would not parse as JSON on the host."""
         with self._lock:
             view = memoryview(line)
             try:
@@ -88,6 +87,7 @@ class HclogWriter:
                 pass  # the host went away; the parent-death watchdog ends the process
 
     def log(self, level: str, message: Any, **fields: Any) -> None:
+        """Log one hclog record with key/value fields (the host shows them as ``key=value``)."""
         self.write_line(hclog_line(level, message, fields))
 
 

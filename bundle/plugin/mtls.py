@@ -29,6 +29,8 @@ LIMITATION = (
 
 @dataclass(frozen=True)
 class ServerCert:
+    """The plugin's TLS identity: PEM for grpcio, DER for the handshake line."""
+
     key_pem: bytes
     cert_pem: bytes
     cert_der: bytes

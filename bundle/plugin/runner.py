@@ -256,8 +256,9 @@ class TaskRunner:
         try:
             logging_setup = TaskLogging(self.settings, workload.log_path, self.log)
         except OSError as exc:
+            # Go also reported the task failed here, but on a task instance that never entered
+            # running, which the Execution API refuses (409); the host marks the edge job failed.
             self.log.log("error", "Could not create logger", error=str(exc), **fields)
-            self._report(api, workload, TaskOutcome(FAILED, reason="could not open the task log"))
             raise RunnerError(f"could not create the task log: {exc}") from exc
         with logging_setup:
             return self._run_logged(api, workload, cancel, fields)

@@ -17,7 +17,9 @@ short-lived thread of a Python host) and on SIGTERM; it removes its socket file 
 
 from __future__ import annotations
 
+import atexit
 import faulthandler
+import json
 import logging
 import os
 import signal
@@ -28,7 +30,7 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -77,6 +79,7 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def request_stop(self, reason: str, code: int = 0) -> None:
+        """First caller wins (Shutdown, SIGTERM or parent death); the main thread does the rest."""
         with self.lock:
             if not self.stop.is_set():
                 self.reason, self.exit_code = reason, code
@@ -104,11 +107,15 @@ def negotiate_version(offered: str | None, writer: HclogWriter | None = None) ->
 
 @dataclass
 class Listener:
+    """Where the plugin listens, as the handshake line announces it."""
+
     network: str  # "unix" or "tcp"
     address: str  # socket path or 127.0.0.1:port
     socket_path: str | None = None
 
     def remove(self) -> None:
+        """Delete the socket file: go-plugin's listener removes it on close, and hosts run many
+        short-lived plugins, so leftovers would pile up in the temp dir."""
         if self.socket_path:
             try:
                 os.unlink(self.socket_path)
@@ -188,13 +195,12 @@ def handshake_line(
 
 # -- servicers ---------------------------------------------------------------------------------
 def _go_bundle_info(name: str, version: str | None) -> str:
+    """Go's ``%#v`` of ``bundlev1.BundleInfo`` (the version pointer shown by value, not address)."""
     ver = "(*string)(nil)" if version is None else f"(*string)({_quote(version)})"
     return f"bundlev1.BundleInfo{{Name:{_quote(name)}, Version:{ver}}}"
 
 
 def _quote(text: str) -> str:
-    import json
-
     return json.dumps(text, ensure_ascii=False)
 
 
@@ -218,6 +224,10 @@ class DagBundleServicer(plugin_pb2_grpc.DagBundleServicer):
         return plugin_pb2.GetMetadata.Response(bundle=bundle)
 
     def Execute(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """Validate like the Go plugin (same codes and texts, typo included), then run the task.
+
+        A task that fails is Airflow's business (reported through the Execution API) and the call
+        still succeeds; only infrastructure failures become gRPC errors."""
         workload_kind = request.WhichOneof("workload")
         if workload_kind != "task":
             context.abort(grpc.StatusCode.UNIMPLEMENTED, 'Unimplmeneted workload "not set"')
@@ -280,6 +290,8 @@ class DagBundleServicer(plugin_pb2_grpc.DagBundleServicer):
 
 
 class ControllerServicer(grpc_controller_pb2_grpc.GRPCControllerServicer):
+    """``plugin.GRPCController``: without it the host waits 2 s and SIGKILLs the plugin."""
+
     def __init__(self, state: _State):
         self.state = state
 
@@ -291,10 +303,13 @@ class ControllerServicer(grpc_controller_pb2_grpc.GRPCControllerServicer):
 
 
 class StdioServicer(grpc_stdio_pb2_grpc.GRPCStdioServicer):
+    """``plugin.GRPCStdio``: streams what the process wrote to fds 1 and 2 after the handshake."""
+
     def __init__(self, capture: StdioCapture):
         self.capture = capture
 
     def StreamStdio(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """Stream until the host disconnects or the plugin stops (each chunk is sent once)."""
         stop = threading.Event()
 
         def on_done() -> None:
@@ -313,6 +328,7 @@ class BrokerServicer(grpc_broker_pb2_grpc.GRPCBrokerServicer):
         self.state = state
 
     def StartStream(self, request_iterator: Any, context: grpc.ServicerContext) -> Any:
+        """Keep the stream open and empty until the host closes it or the plugin stops."""
         done = threading.Event()
         context.add_callback(done.set)
 
@@ -362,8 +378,10 @@ def _install_hooks(state: _State, real_stderr: int) -> None:
 
 
 def serve_plugin(provider: BundleProvider) -> int:
-    """Serve ``provider`` as the ``dag-bundle`` plugin until the host shuts it down; return the exit
-    code. The cookie was checked by ``bundle.plugin.run``."""
+    """Serve ``provider`` as the ``dag-bundle`` plugin until the host shuts it down.
+
+    Returns an exit code only when the plugin cannot start (listener, AutoMTLS); once serving, the
+    process ends inside (see ``_teardown``). The cookie was checked by ``bundle.plugin.run``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # first: Ctrl-C reaches the whole process group
     _stdout.protect_stdout()  # idempotent: nothing but the handshake may reach the real stdout
     started = time.monotonic()
@@ -372,6 +390,9 @@ def serve_plugin(provider: BundleProvider) -> int:
     writer = state.writer
     _install_hooks(state, real_stderr)
     parent = os.getppid()
+    # Installed before the handshake: a host that rejects the plugin right after reading the line
+    # may terminate it at once, and the socket file must still be removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: state.request_stop("received SIGTERM", 128 + signum))
 
     version = negotiate_version(os.environ.get("PLUGIN_PROTOCOL_VERSIONS"), writer)
     credentials, server_cert = _credentials(writer)
@@ -416,7 +437,6 @@ def serve_plugin(provider: BundleProvider) -> int:
         startup_seconds=round(time.monotonic() - started, 4),
     )
 
-    signal.signal(signal.SIGTERM, lambda signum, frame: state.request_stop("received SIGTERM", 128 + signum))
     while not state.stop.wait(PARENT_POLL_SECONDS):
         if os.getppid() != parent:
             state.request_stop("the host process exited", 1)
@@ -448,7 +468,14 @@ def _teardown(
     health_servicer: health.HealthServicer,
     capture: StdioCapture,
     listener: Listener,
-) -> int:
+) -> NoReturn:
+    """Stop serving and end the process, the way a Go plugin's ``main`` returns after ``Serve``.
+
+    The streams are ended first so the server stops without waiting out its grace period, and
+    the process exits with ``os._exit`` once ``atexit`` handlers (the bundle's, ``logging``'s) ran:
+    a normal interpreter shutdown joins grpc's worker threads and tears down its core, which costs
+    ten times more than the rest of the shutdown and the host's kill deadline is 2 s (it would also
+    wait for a task still running in a worker thread)."""
     began = time.monotonic()
     writer = state.writer
     writer.log("debug", "plugin stopping", reason=state.reason)
@@ -458,9 +485,22 @@ def _teardown(
     listener.remove()
     capture.restore()
     executor.shutdown(wait=False, cancel_futures=True)
-    writer.log("debug", "plugin stopped", seconds=round(time.monotonic() - began, 4))
     if state.executing:
-        # A task is still running in a worker thread; interpreter exit would wait for it.
         writer.log("warn", "exiting with a task still running", reason=state.reason)
-        os._exit(state.exit_code)
-    return state.exit_code
+    writer.log("debug", "plugin stopped", seconds=round(time.monotonic() - began, 4))
+    _exit(state.exit_code)
+
+
+def _exit(code: int) -> NoReturn:
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+    if run_exit_handlers is not None:
+        try:
+            run_exit_handlers()
+        except Exception:  # a failing handler must not keep the process alive
+            pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    os._exit(code)

@@ -37,6 +37,7 @@ def env_key(key: str) -> str:
 
 
 def airflow_home(environ: Mapping[str, str]) -> Path:
+    """``$AIRFLOW_HOME``, defaulting to ``~/airflow`` as the Go SDK's config loader did."""
     return Path(environ.get("AIRFLOW_HOME") or Path.home() / "airflow").expanduser()
 
 

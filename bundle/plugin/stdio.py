@@ -26,6 +26,8 @@ _CHUNK = 32 * 1024
 
 
 class StdioCapture:
+    """Pipes behind fds 1 and 2, a bounded buffer, and the consumers of ``StreamStdio``."""
+
     def __init__(self) -> None:
         self.real_stderr: int | None = None
         self._cond = threading.Condition()
@@ -105,6 +107,7 @@ class StdioCapture:
                 self._consumers -= 1
 
     def wake(self) -> None:
+        """Let waiting consumers re-check their ``stop`` event."""
         with self._cond:
             self._cond.notify_all()
 
@@ -131,4 +134,5 @@ class StdioCapture:
 
     @property
     def dropped_bytes(self) -> int:
+        """Bytes discarded because no consumer kept up (the buffer is bounded on purpose)."""
         return self._dropped

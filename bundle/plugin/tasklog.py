@@ -28,6 +28,7 @@ class _TaskFilter(logging.Filter):
         self.policy = policy
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Task records at the configured levels; never the plugin's own plumbing."""
         if record.name.startswith(_PRIVATE_PREFIXES):
             return False
         return self.policy.allows(record)

@@ -84,9 +84,11 @@ class ExecutionApiTransport:
 
     # plumbing -------------------------------------------------------------------------------
     def call(self, method: str, path: str, **kwargs: Any) -> Response:
+        """One Execution API request (``ApiError`` on failure, mapped by ``__call__``)."""
         return self.api.request(method, path, **kwargs)
 
     def xcom_path(self, body: dict[str, Any]) -> str:
+        """``xcoms/{dag_id}/{run_id}/{task_id}/{key}`` with every segment escaped."""
         parts = (body["dag_id"], body["run_id"], body["task_id"], body["key"])
         return "xcoms/" + "/".join(path_segment(p) for p in parts)
 
