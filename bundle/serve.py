@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from . import _stdout
 from .core.provider import BundleProvider, check_provider
@@ -36,15 +35,14 @@ class UsageError(Exception):
     pass
 
 
-@dataclass
 class Invocation:
-    bundle_metadata: bool = False
-    dump_bundle_spec: bool = False
-    airflow_metadata: bool = False
-    format: str | None = None
-    comm: str | None = None
-    logs: str | None = None
-    help: bool = False
+    """The parsed command line (a plain class: ``dataclasses`` would import ``inspect`` at start-up)."""
+
+    def __init__(self) -> None:
+        self.bundle_metadata = self.dump_bundle_spec = self.airflow_metadata = self.help = False
+        self.format: str | None = None
+        self.comm: str | None = None
+        self.logs: str | None = None
 
 
 def usage(prog: str) -> str:

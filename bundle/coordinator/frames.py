@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
-from typing import Any, BinaryIO
-from uuid import UUID
+from typing import Any, BinaryIO, NamedTuple
 
 import msgpack
 
@@ -29,8 +27,7 @@ class ChannelClosed(ProtocolError):
     """The peer closed the connection."""
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(NamedTuple):
     id: int
     body: dict[str, Any] | None
     error: dict[str, Any] | None = None
@@ -50,7 +47,7 @@ def max_frame_bytes() -> int:
 
 
 def _default(value: Any) -> Any:
-    if isinstance(value, UUID):
+    if type(value).__name__ == "UUID":  # uuid.UUID, without importing uuid on the start-up path
         return str(value)
     raise TypeError(f"cannot encode {type(value).__name__} in a frame")
 

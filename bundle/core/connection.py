@@ -7,22 +7,25 @@ connection defined in the environment works the same in every mode.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class Connection:
+class Connection(NamedTuple):
     conn_id: str
     conn_type: str | None = None
     host: str | None = None
     schema: str | None = None
     login: str | None = None
-    password: str | None = field(default=None, repr=False)
+    password: str | None = None
     port: int | None = None
-    extra: str | None = field(default=None, repr=False)
+    extra: str | None = None
     description: str | None = None
+
+    def __repr__(self) -> str:  # never the password or the extra: reprs end up in logs
+        return (
+            f"Connection(conn_id={self.conn_id!r}, conn_type={self.conn_type!r}, host={self.host!r}, "
+            f"schema={self.schema!r}, login={self.login!r}, port={self.port!r})"
+        )
 
     @property
     def extra_dejson(self) -> dict[str, Any]:
@@ -37,6 +40,8 @@ class Connection:
 
     def get_uri(self) -> str:
         """The connection as an Airflow connection URI (the ``AIRFLOW_CONN_*`` format)."""
+        from urllib.parse import quote, urlencode
+
         scheme = (self.conn_type or "").replace("_", "-")
         netloc = ""
         if self.login is not None or self.password is not None:
@@ -60,6 +65,8 @@ class Connection:
 
     @classmethod
     def from_uri(cls, conn_id: str, uri: str) -> Connection:
+        from urllib.parse import parse_qsl, unquote, urlsplit
+
         parts = urlsplit(uri)
         if not parts.scheme:
             raise ValueError(f"connection {conn_id!r}: {uri!r} is not a connection URI")

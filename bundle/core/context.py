@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from .errors import TaskCancelled
 
+# NamedTuples rather than dataclasses: ``dataclasses`` imports ``inspect``, which coordinator start-up
+# (once per task) would pay for.
 
-@dataclass(frozen=True)
-class BundleInfo:
+
+class BundleInfo(NamedTuple):
     """Name and optional version of a bundle, as the Go SDK's ``GetBundleVersion`` returns it."""
 
     name: str
     version: str | None = None
 
 
-@dataclass(frozen=True)
-class TaskInstanceInfo:
+class TaskInstanceInfo(NamedTuple):
     dag_id: str
     run_id: str
     task_id: str
@@ -37,8 +38,7 @@ class TaskInstanceInfo:
     hostname: str | None = None
 
 
-@dataclass(frozen=True)
-class DagRunInfo:
+class DagRunInfo(NamedTuple):
     dag_id: str
     run_id: str
     logical_date: datetime | None = None
@@ -47,10 +47,9 @@ class DagRunInfo:
     run_after: datetime | None = None
     start_date: datetime | None = None
     run_type: str | None = None
-    conf: Mapping[str, Any] = field(default_factory=dict)
+    conf: Mapping[str, Any] = MappingProxyType({})
 
 
-@dataclass
 class Context:
     """Injected into any task parameter annotated ``Context``.
 
@@ -58,10 +57,16 @@ class Context:
     refused); long-running tasks should check ``is_cancelled()`` or call ``raise_if_cancelled()``.
     """
 
-    ti: TaskInstanceInfo
-    dag_run: DagRunInfo
-    should_retry: bool = False
-    cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+    __slots__ = ("cancelled", "dag_run", "should_retry", "ti")
+
+    def __init__(self, ti: TaskInstanceInfo, dag_run: DagRunInfo, should_retry: bool = False):
+        self.ti = ti
+        self.dag_run = dag_run
+        self.should_retry = should_retry
+        self.cancelled = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"Context(ti={self.ti!r}, dag_run={self.dag_run!r}, should_retry={self.should_retry})"
 
     @property
     def dag_id(self) -> str:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .client import Client
 from .context import Context
@@ -22,8 +21,7 @@ SUCCESS, UP_FOR_RETRY, FAILED, SKIPPED, REMOVED = "success", "up_for_retry", "fa
 RUNTIME_LOGGER = "bundle.runtime"
 
 
-@dataclass
-class TaskOutcome:
+class TaskOutcome(NamedTuple):
     state: str
     return_value: Any = None
     error: BaseException | None = None

@@ -9,12 +9,11 @@ worker.
 
 from __future__ import annotations
 
-import inspect
 import logging
+import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .client import Client
 from .context import Context
@@ -22,17 +21,22 @@ from .errors import RegistrationError
 
 CONTEXT, CLIENT, LOGGER = "context", "client", "logger"
 _NOT_CLIENT_BASES = (object, typing.Protocol, typing.Generic)
+POSITIONAL_ONLY, POSITIONAL, KEYWORD_ONLY, VARIADIC = (
+    "positional-only",
+    "positional",
+    "keyword-only",
+    "variadic",
+)
+_CO_VARARGS, _CO_VARKEYWORDS, _CO_COROUTINE = 0x04, 0x08, 0x80
 
 
-@dataclass(frozen=True)
-class Injection:
+class Injection(NamedTuple):
     name: str
     source: str  # CONTEXT, CLIENT or LOGGER
     positional: bool
 
 
-@dataclass(frozen=True)
-class InjectionPlan:
+class InjectionPlan(NamedTuple):
     injections: tuple[Injection, ...]
     is_async: bool
 
@@ -50,6 +54,12 @@ class InjectionPlan:
         return args, kwargs
 
 
+class _Param(NamedTuple):
+    name: str
+    kind: str
+    has_default: bool
+
+
 def _source_of(annotation: Any) -> str | None:
     if annotation is Context or (isinstance(annotation, type) and issubclass(annotation, Context)):
         return CONTEXT
@@ -64,42 +74,74 @@ def _source_of(annotation: Any) -> str | None:
     return None
 
 
-def plan_injection(fn: Callable[..., Any], where: str) -> InjectionPlan:
-    """Build the injection plan for ``fn``; ``where`` names the task in error messages."""
-    target = inspect.unwrap(fn)
+def _unwrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+    seen = set()
+    while hasattr(fn, "__wrapped__") and id(fn) not in seen:
+        seen.add(id(fn))
+        fn = fn.__wrapped__  # type: ignore[attr-defined]
+    return fn
+
+
+def _parameters(target: Callable[..., Any], where: str) -> tuple[list[_Param], bool]:
+    """Parameters and async-ness, read from the code object for plain functions: ``inspect`` costs
+    ~10 ms to import, paid by every coordinator start; other callables fall back to it."""
+    if isinstance(target, types.FunctionType):
+        code = target.__code__
+        positional = code.co_varnames[: code.co_argcount]
+        keyword_only = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
+        first_default = len(positional) - len(target.__defaults__ or ())
+        kwdefaults = target.__kwdefaults__ or {}
+        params = [
+            _Param(name, POSITIONAL_ONLY if i < code.co_posonlyargcount else POSITIONAL, i >= first_default)
+            for i, name in enumerate(positional)
+        ]
+        params += [_Param(name, KEYWORD_ONLY, name in kwdefaults) for name in keyword_only]
+        return params, bool(code.co_flags & _CO_COROUTINE)
+    import inspect
+
     try:
         signature = inspect.signature(target)
     except (TypeError, ValueError) as exc:
-        raise RegistrationError(f"{where}: cannot read the signature of {fn!r}: {exc}") from None
+        raise RegistrationError(f"{where}: cannot read the signature of {target!r}: {exc}") from None
+    kinds = {
+        inspect.Parameter.POSITIONAL_ONLY: POSITIONAL_ONLY,
+        inspect.Parameter.KEYWORD_ONLY: KEYWORD_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD: POSITIONAL,
+    }
+    params = [
+        _Param(p.name, kinds.get(p.kind, VARIADIC), p.default is not p.empty)
+        for p in signature.parameters.values()
+    ]
+    return [p for p in params if p.kind != VARIADIC], inspect.iscoroutinefunction(target)
+
+
+def plan_injection(fn: Callable[..., Any], where: str) -> InjectionPlan:
+    """Build the injection plan for ``fn``; ``where`` names the task in error messages."""
+    target = _unwrap(fn)
+    params, is_async = _parameters(target, where)
     try:
         hints = typing.get_type_hints(target)
     except Exception as exc:  # unresolvable forward references, typos in annotations
         raise RegistrationError(f"{where}: cannot resolve the annotations of {_name(fn)}: {exc}") from None
 
     injections: list[Injection] = []
-    for param in signature.parameters.values():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
+    skipped_positional_only = False
+    for param in params:
         source = _source_of(hints.get(param.name))
         if source is not None:
-            if param.kind is param.POSITIONAL_ONLY and any(not i.positional for i in injections):
-                raise RegistrationError(f"{where}: positional-only parameter {param.name!r} follows keywords")
-            injections.append(Injection(param.name, source, param.kind is param.POSITIONAL_ONLY))
+            if param.kind == POSITIONAL_ONLY and skipped_positional_only:
+                raise RegistrationError(
+                    f"{where}: injected positional-only parameters of {_name(fn)} must come first"
+                )
+            injections.append(Injection(param.name, source, param.kind == POSITIONAL_ONLY))
             continue
-        if param.default is param.empty:
+        if not param.has_default:
             raise RegistrationError(
                 f"{where}: parameter {param.name!r} of {_name(fn)} is neither injectable "
                 "(annotate it as Context, Client or logging.Logger) nor has a default value"
             )
-        if param.kind is param.POSITIONAL_ONLY:
-            # a later injected positional-only parameter would have to be passed after this one
-            later = list(signature.parameters.values())
-            idx = later.index(param)
-            if any(p.kind is p.POSITIONAL_ONLY and _source_of(hints.get(p.name)) for p in later[idx + 1 :]):
-                raise RegistrationError(
-                    f"{where}: injected positional-only parameters of {_name(fn)} must come first"
-                )
-    return InjectionPlan(tuple(injections), inspect.iscoroutinefunction(target))
+        skipped_positional_only = skipped_positional_only or param.kind == POSITIONAL_ONLY
+    return InjectionPlan(tuple(injections), is_async)
 
 
 def _name(fn: Callable[..., Any]) -> str:
