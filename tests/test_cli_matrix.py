@@ -185,7 +185,13 @@ def test_no_mode_at_all_is_gos_plugin_refusal_plus_usage(noisy):
     result = run_python([str(noisy)])
     assert result.returncode == 1
     assert "This binary is a plugin. These are not meant to be executed directly." in result.stderr
-    for mode in ("--bundle-metadata", "--dump-bundle-spec", "--airflow-metadata", "--comm=HOST:PORT", "AIRFLOW_BUNDLE_MAGIC_COOKIE"):
+    for mode in (
+        "--bundle-metadata",
+        "--dump-bundle-spec",
+        "--airflow-metadata",
+        "--comm=HOST:PORT",
+        "AIRFLOW_BUNDLE_MAGIC_COOKIE",
+    ):
         assert mode in result.stderr
 
 

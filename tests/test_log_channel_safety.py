@@ -21,19 +21,53 @@ from bundle.core.masking import masker
 
 from .conftest import ROOT
 
-RESERVED = ["msg", "target", "level", "event", "timestamp", "logger", "exception", "error_detail", "exc_info",
-            "positional_args", "args", "name", "_record"]
+RESERVED = [
+    "msg",
+    "target",
+    "level",
+    "event",
+    "timestamp",
+    "logger",
+    "exception",
+    "error_detail",
+    "exc_info",
+    "positional_args",
+    "args",
+    "name",
+    "_record",
+]
 keys = st.sampled_from(RESERVED) | st.text(min_size=1, max_size=12)
-leaves = (st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.binary(max_size=8)
-          | st.builds(object) | st.datetimes() | st.sampled_from([float("nan"), float("inf"), 10**40]))
-values = st.recursive(leaves, lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids, max_size=3), max_leaves=8)
+leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text()
+    | st.binary(max_size=8)
+    | st.builds(object)
+    | st.datetimes()
+    | st.sampled_from([float("nan"), float("inf"), 10**40])
+)
+values = st.recursive(
+    leaves,
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids, max_size=3),
+    max_leaves=8,
+)
 messages = st.text() | st.sampled_from(["x" * 100_000, "bad \udcff surrogate", "%s %d", "", "\x00\x1b[31m"])
 levels = st.sampled_from([0, 1, 5, 10, 15, 20, 25, 30, 40, 50, 60])
 
 
 @st.composite
 def records(draw) -> logging.LogRecord:
-    record = logging.LogRecord(draw(st.text(max_size=20)), draw(levels), "f.py", 1, draw(messages), draw(st.sampled_from([(), ("a",), (1, 2)])), None)
+    record = logging.LogRecord(
+        draw(st.text(max_size=20)),
+        draw(levels),
+        "f.py",
+        1,
+        draw(messages),
+        draw(st.sampled_from([(), ("a",), (1, 2)])),
+        None,
+    )
     for key, value in draw(st.dictionaries(keys, values, max_size=4)).items():
         if key not in ("args", "name", "msg", "exc_info"):
             record.__dict__[key] = value
@@ -73,9 +107,18 @@ def test_every_line_is_accepted_by_the_supervisors_reader(tmp_path):
     assert len(lines) >= 500 and all(line.count(b"\n") == 1 for line in lines)
     (tmp_path / "lines").write_bytes(b"".join(lines))
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.peers.supervisor_log_reader", str(tmp_path / "lines"), str(tmp_path / "task.log"),
-         str(tmp_path / "result.json")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "tests.peers.supervisor_log_reader",
+            str(tmp_path / "lines"),
+            str(tmp_path / "task.log"),
+            str(tmp_path / "result.json"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())

@@ -31,8 +31,9 @@ def run(provider: BundleProvider) -> int:
         from .server import serve_plugin
     except Exception as exc:  # missing packages, or versions older than the generated stubs need
         sys.stderr.write(
-            f"error: go-plugin mode needs grpcio, grpcio-health-checking and protobuf "
-            f"({type(exc).__name__}: {exc}); install them with: pip install 'pybundle[plugin]'\n"
+            f"error: go-plugin mode needs grpcio>=1.85.1, grpcio-health-checking>=1.85.1 and protobuf>=7.35.1 "
+            f"({type(exc).__name__}: {exc}); install them into the interpreter that runs this bundle "
+            f"({sys.executable}): {sys.executable} -m pip install 'pybundle[plugin]' (or those three packages)\n"
         )
         return 1
     return serve_plugin(provider)

@@ -33,7 +33,9 @@ def main(lines_file: str, task_log: str, result_file: str) -> None:
             try:
                 gen.send(line)
             except Exception as exc:
-                crashes.append({"line": line.decode("utf-8", "replace")[:500], "error": f"{type(exc).__name__}: {exc}"})
+                crashes.append(
+                    {"line": line.decode("utf-8", "replace")[:500], "error": f"{type(exc).__name__}: {exc}"}
+                )
                 gen = reader()
     handle.close()
     with open(result_file, "w") as out:

@@ -3,7 +3,8 @@
 // --airflow-metadata manifest, so pybundle can match the bytes exactly.
 // Each case is printed as "=== <name> yaml|json ===\n" followed by the raw bytes.
 // Usage: yamlprobe [-json]   (-json: one JSON object {case: {"yaml": .., "json": ..}} instead)
-//        yamlprobe -stdin      read one manifest as JSON on stdin, write yaml.Marshal bytes to stdout
+//
+//	yamlprobe -stdin      read one manifest as JSON on stdin, write yaml.Marshal bytes to stdout
 package main
 
 import (

@@ -1,0 +1,337 @@
+"""pybundle launcher: runs the bundle embedded in this file with the interpreter that reads this.
+
+This text is copied verbatim into every packed executable, after a two-line ``#!/bin/sh`` stub that
+execs the interpreter (``exec`` keeps the PID, which Airflow's supervisor checks) with a one-line loader
+that reads this text from the file and runs it. It is never imported by the packer at pack time, so it
+may only use the standard library and must work on any worker with a bare ``python3 >= 3.10``.
+
+What it does:
+
+1. Finds the launcher region: the whole file, or ``[0, source_start)`` when the file ends with an
+   ``AFBNDL01`` trailer, whose SHA-256 it checks (a damaged file refuses to run).
+2. Uses ``<cache>/<sha256 of that region>/`` as the extracted runtime, where ``<cache>`` is
+   ``$PYBUNDLE_CACHE_DIR``, else ``$XDG_CACHE_HOME/pybundle``, else ``~/.cache/pybundle``, else
+   ``<tmp>/pybundle-<uid>`` (a default location that cannot be created or is not private is skipped).
+   The cache directory must belong to the current user and must not be writable by group or others;
+   an entry is trusted only if its stamp names the same hash and every file still has its recorded
+   size.
+3. On a miss, extracts the ZIP that ends the region into a private temporary directory next to the
+   entry, writes the stamp last, and renames the directory into place. ``rename`` is atomic, so
+   concurrent first runs each extract and the first rename wins; the others use the winner's copy.
+4. Puts the runtime (``lib``) and the bundle's code (``app``) first on ``sys.path`` and serves the bundle
+   in this process with the arguments it was given.
+
+The cache stays bounded: a first start also removes leftovers of crashed extractions older than a day
+and entries no start has used for 30 days; a warm start refreshes its entry's stamp at most daily.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+MIN_PYTHON = (3, 10)
+TRAILER_SIZE = 64
+MAGIC = b"AFBNDL01"
+CACHE_ENV = "PYBUNDLE_CACHE_DIR"
+CONFIG_NAME = "pybundle-launch.json"
+STAMP_NAME = ".pybundle-entry.json"
+STALE_SECONDS = 24 * 3600  # leftovers of crashed extractions older than this are removed
+UNUSED_SECONDS = 30 * 24 * 3600  # entries not started for this long are removed (one per bundle build)
+
+
+class LaunchError(Exception):
+    """Reported as one ``error:`` line and exit status 1, never as a traceback."""
+
+
+class BrokenEntry(Exception):
+    """A cache entry that is present but incomplete or damaged; it gets replaced."""
+
+
+def binary_region(path: str) -> tuple[bytes, str]:
+    """The launcher region of ``path`` and its SHA-256 (hex), verified against the trailer if any."""
+    import hashlib
+    import struct
+
+    with open(path, "rb") as handle:
+        size = handle.seek(0, 2)
+        end, expected = size, None
+        if size >= TRAILER_SIZE:
+            handle.seek(size - TRAILER_SIZE)
+            trailer = handle.read(TRAILER_SIZE)
+            if trailer[56:] == MAGIC:
+                source_len, metadata_len, footer_ver = struct.unpack_from("<III", trailer)
+                if footer_ver != 1:
+                    raise LaunchError(f"{path}: unsupported bundle footer_ver {footer_ver}")
+                if trailer[44:56] != bytes(12):
+                    raise LaunchError(f"{path}: the bundle trailer's reserved bytes are not zero")
+                end = size - TRAILER_SIZE - metadata_len - source_len
+                if end <= 0:
+                    raise LaunchError(f"{path}: the bundle trailer leaves no launcher region")
+                expected = trailer[12:44]
+        handle.seek(0)
+        region = handle.read(end)
+    if len(region) != end:
+        raise LaunchError(f"{path} changed while it was being read")
+    digest = hashlib.sha256(region).digest()
+    if expected is not None and digest != expected:
+        raise LaunchError(
+            f"{path} is corrupted: the SHA-256 of its launcher region does not match the bundle trailer"
+        )
+    return region, digest.hex()
+
+
+def cache_roots() -> list[str]:
+    """Candidate cache roots, best first; an explicit ``$PYBUNDLE_CACHE_DIR`` is the only candidate."""
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return [os.path.abspath(os.path.expanduser(override))]
+    roots = []
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):
+        roots.append(os.path.join(xdg, "pybundle"))
+    else:
+        home = os.path.expanduser("~")
+        if os.path.isabs(home):
+            roots.append(os.path.join(home, ".cache", "pybundle"))
+    # the temporary directory, found without importing tempfile (it costs ~20 ms on every start)
+    temp = next((os.environ[name] for name in ("TMPDIR", "TEMP", "TMP") if os.environ.get(name)), "/tmp")
+    roots.append(os.path.join(temp, f"pybundle-{os.geteuid()}"))
+    return roots
+
+
+def check_private(path: str, st: os.stat_result) -> None:
+    """Refuse a directory another user could have written to: its code would run as us."""
+    import stat
+
+    if not stat.S_ISDIR(st.st_mode):
+        raise LaunchError(f"cache path {path} is not a directory")
+    if st.st_uid != os.geteuid():
+        raise LaunchError(
+            f"refusing cache directory {path}: it is owned by uid {st.st_uid}, not by the current user "
+            f"(uid {os.geteuid()}); remove it or set {CACHE_ENV} to a private directory"
+        )
+    if st.st_mode & 0o022:
+        raise LaunchError(
+            f"refusing cache directory {path}: it is writable by group or others "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}); run chmod go-w on it or set {CACHE_ENV}"
+        )
+
+
+def open_root() -> str:
+    """Create (0700) or validate the cache root.
+
+    An explicit ``$PYBUNDLE_CACHE_DIR`` that is unusable or unsafe is an error. A default location
+    that cannot be created or is not private (e.g. a ``$HOME`` shared with another user) is skipped
+    in favour of the next one; it is never used."""
+    explicit = bool(os.environ.get(CACHE_ENV))
+    failures = []
+    for root in cache_roots():
+        try:
+            os.makedirs(root, mode=0o700, exist_ok=True)
+            check_private(root, os.stat(root))
+        except OSError as exc:
+            failures.append(f"{root}: {exc.strerror or exc}")
+        except LaunchError as exc:
+            if explicit:
+                raise
+            failures.append(str(exc))
+        else:
+            return root
+    raise LaunchError("no usable cache directory (" + "; ".join(failures) + f"); set {CACHE_ENV}")
+
+
+def read_entry(entry: str, key: str) -> dict | None:
+    """The stamp of a complete entry, None if there is no entry; raises BrokenEntry if it is damaged."""
+    import json
+    import stat
+
+    try:
+        st = os.lstat(entry)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISDIR(st.st_mode):
+        raise BrokenEntry(entry)
+    check_private(entry, st)
+    try:
+        with open(os.path.join(entry, STAMP_NAME), "rb") as handle:
+            stamp = json.loads(handle.read())
+        if stamp["sha256"] != key:
+            raise BrokenEntry(entry)
+        for name, size in stamp["files"].items():
+            if os.stat(os.path.join(entry, *name.split("/"))).st_size != size:
+                raise BrokenEntry(entry)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise BrokenEntry(entry) from None
+    return stamp
+
+
+def unpack(region: bytes, directory: str, key: str) -> dict:
+    """Extract the ZIP that ends ``region`` into ``directory`` and write the stamp last."""
+    import io
+    import json
+    import zipfile
+
+    files = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(region)) as archive:
+            config = json.loads(archive.read(CONFIG_NAME))
+            for info in archive.infolist():
+                name = info.filename
+                if name.endswith("/"):
+                    continue
+                parts = name.split("/")
+                if name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
+                    raise LaunchError(f"the embedded runtime has an unsafe entry name {name!r}")
+                target = os.path.join(directory, *parts)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                data = archive.read(info)
+                with open(target, "xb") as handle:
+                    handle.write(data)
+                files[name] = len(data)
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise LaunchError(f"the embedded runtime archive is damaged: {exc}") from None
+    stamp = {"sha256": key, "config": config, "files": files}
+    with open(os.path.join(directory, STAMP_NAME), "w", encoding="utf-8") as handle:
+        json.dump(stamp, handle, sort_keys=True)
+    return stamp
+
+
+def discard(path: str) -> None:
+    import shutil
+
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def sweep(root: str, keep: str) -> None:
+    """Bound the cache: drop leftovers of crashed runs and entries no run has used for 30 days.
+
+    Runs only on a cache miss (a first start), so warm starts never pay for it. An entry is moved
+    aside before it is deleted, so a concurrent first start of that bundle simply extracts it again."""
+    import time
+
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    now = time.time()
+    for name in names:
+        path = os.path.join(root, name)
+        try:
+            if name.startswith(".tmp-") or ".broken-" in name:
+                if now - os.lstat(path).st_mtime > STALE_SECONDS:
+                    discard(path)
+            elif len(name) == 64 and name != keep and all(c in "0123456789abcdef" for c in name):
+                if now - os.stat(os.path.join(path, STAMP_NAME)).st_mtime > UNUSED_SECONDS:
+                    aside = f"{path}.broken-{os.getpid()}-unused"
+                    os.rename(path, aside)
+                    discard(aside)
+        except OSError:
+            pass
+
+
+def mark_used(entry: str) -> None:
+    """Refresh the stamp's mtime (at most daily) so that :func:`sweep` keeps entries still in use."""
+    import time
+
+    stamp = os.path.join(entry, STAMP_NAME)
+    try:
+        if time.time() - os.stat(stamp).st_mtime > STALE_SECONDS:
+            os.utime(stamp)
+    except OSError:
+        pass
+
+
+def install(region: bytes, root: str, key: str) -> tuple[str, dict]:
+    """The cache entry for ``key``, extracting it first if it is missing or damaged."""
+    import errno
+    import tempfile
+
+    entry = os.path.join(root, key)
+    try:
+        stamp = read_entry(entry, key)
+        if stamp is not None:
+            mark_used(entry)
+            return entry, stamp
+    except BrokenEntry:
+        pass
+    sweep(root, key)
+    staging = tempfile.mkdtemp(prefix=f".tmp-{key[:16]}-", dir=root)
+    try:
+        stamp = unpack(region, staging, key)
+        os.chmod(staging, 0o755)
+        for attempt in range(10):
+            try:
+                os.rename(staging, entry)
+                return entry, stamp
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                    raise
+            try:  # someone else got there first: use theirs if it is complete
+                current = read_entry(entry, key)
+                if current is not None:
+                    return entry, current
+            except BrokenEntry:  # a damaged entry is in the way: move it aside, then retry
+                aside = f"{entry}.broken-{os.getpid()}-{attempt}"
+                try:
+                    os.rename(entry, aside)
+                except FileNotFoundError:
+                    continue
+                discard(aside)
+        raise LaunchError(f"could not install the bundle runtime into {entry}")
+    finally:
+        if os.path.lexists(staging):
+            discard(staging)
+
+
+def run(path: str, args: list[str], entry: str, config: dict) -> int:
+    """Serve the bundle from the extracted runtime, in this process (same PID as the exec'd file)."""
+    sys.path[0:0] = [os.path.join(entry, "lib"), os.path.join(entry, "app")]
+    sys.argv = [path, *args]
+    if config["kind"] == "file":
+        target = os.path.join(entry, *config["path"].split("/")) + ":" + config["attr"]
+    else:
+        target = config["module"] + ":" + config["attr"]
+    import bundle  # noqa: F401  (its import keeps stdout clean for the dump modes, reading sys.argv)
+    from bundle.serve import serve
+    from bundle.target import TargetError, load_target
+
+    try:
+        provider = load_target(target)
+    except TargetError as exc:
+        sys.stderr.write(f"error: cannot load the bundle: {exc}\n")
+        return 1
+    return serve(provider, args, prog=os.path.basename(path))
+
+
+def main() -> int:
+    if sys.version_info < MIN_PYTHON:
+        found = sys.version.split()[0]
+        sys.stderr.write(f"error: this bundle needs Python >= 3.10, but {sys.executable} is {found}\n")
+        return 1
+    if len(sys.argv) < 2:
+        sys.stderr.write("error: pybundle launcher: run the bundle file itself, not this code\n")
+        return 1
+    path, args = sys.argv[1], sys.argv[2:]
+    try:
+        region, key = binary_region(path)
+        root = open_root()
+        entry, stamp = install(region, root, key)
+    except LaunchError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    except OSError as exc:
+        sys.stderr.write(f"error: cannot prepare the bundle runtime: {exc}\n")
+        return 1
+    del region
+    return run(path, args, entry, stamp["config"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The ``bundle-pack`` command line.
+
+::
+
+    bundle-pack TARGET [--format zip|executable] [--output PATH] [--source FILE] [--name NAME] [--python CMD]
+    bundle-pack pack TARGET [...]          the same, spelled out
+    bundle-pack inspect BUNDLE [--source]
+    bundle-pack verify BUNDLE
+
+Packing is the default action, so ``TARGET`` may come first. A first argument that is a subcommand
+name (``pack``, ``inspect``, ``verify``) always means the subcommand: to pack a target literally named
+like one, write it as a path (``./verify``, ``verify.py``) or use ``bundle-pack pack verify``.
+
+Every failure prints one ``error: <message>`` line on stderr and exits 1; warnings are
+``warning: <message>`` lines on stderr; stdout carries only results (``Wrote bundle ...``, the
+inspected manifest, the verification verdict).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from . import PackError
+from .inspect_ import load_bundle, render
+from .launcher import DEFAULT_PYTHON
+from .pack import FORMATS, PackRequest, pack
+from .verify import verify
+
+_SUBCOMMANDS_HELP = """Pack a pybundle bundle for Airflow, or inspect / verify a packed bundle.
+
+\b
+  bundle-pack TARGET [OPTIONS]       pack TARGET (same as: bundle-pack pack TARGET)
+  bundle-pack inspect BUNDLE         print a bundle's manifest (--source: and its DAG source)
+  bundle-pack verify BUNDLE          check a bundle and run its executable
+
+TARGET is what `python -m bundle --bundle` accepts: path/to/file.py[:attr] or package.module[:attr]
+(attr defaults to `bundle`). A first argument named like a subcommand is the subcommand; write a
+target called `verify` as ./verify or use `bundle-pack pack verify`.
+"""
+
+
+class _PackByDefault(click.Group):
+    """A group whose default command is ``pack``: ``bundle-pack TARGET`` needs no subcommand."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help", "--version")):
+            args = ["pack", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(
+    cls=_PackByDefault,
+    help=_SUBCOMMANDS_HELP,
+    subcommand_metavar="TARGET [OPTIONS] | COMMAND [ARGS]...",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.version_option(
+    package_name="pybundle", prog_name="bundle-pack", message="%(prog)s (pybundle) %(version)s"
+)
+def cli() -> None:
+    pass
+
+
+@cli.command("pack")
+@click.argument("target")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="zip",
+    show_default=True,
+    help="zip: the bundle-spec ZIP (manifest + source + executable); executable: one self-contained "
+    "file with the AFBNDL01 trailer that Airflow's ExecutableCoordinator discovers.",
+)
+@click.option(
+    "--output",
+    "-o",
+    metavar="PATH",
+    help="Where to write (default: <name>.zip or <name> in the current directory). Missing directories "
+    "are created; a directory or an input file is refused.",
+)
+@click.option(
+    "--source",
+    metavar="FILE",
+    help="The DAG source shown by Airflow (default: the target's own file).",
+)
+@click.option(
+    "--name",
+    metavar="NAME",
+    help="Artifact base name: default output file name and the executable's name inside a ZIP bundle "
+    "(default: the bundle's name from --bundle-metadata).",
+)
+@click.option(
+    "--python",
+    metavar="CMD",
+    default=DEFAULT_PYTHON,
+    show_default=True,
+    help="The interpreter command the executable runs the bundle with (Python >= 3.10, nothing else needed).",
+)
+def pack_command(
+    target: str, fmt: str, output: str | None, source: str | None, name: str | None, python: str
+) -> int:
+    """Pack TARGET into a bundle (the default command)."""
+    packed = pack(
+        PackRequest(target=target, format=fmt, output=output, source=source, name=name, python=python),
+        warn=lambda message: click.echo(f"warning: {message}", err=True),
+    )
+    click.echo(
+        f"Wrote bundle {packed.output} (sdk={packed.sdk_language}/{packed.sdk_version}, dags={packed.dag_count})"
+    )
+    return 0
+
+
+@cli.command("inspect")
+@click.argument("bundle")
+@click.option("--source", "with_source", is_flag=True, help="Also print the DAG source, before the manifest.")
+def inspect_command(bundle: str, with_source: bool) -> int:
+    """Print the manifest of BUNDLE (either format), checking its trailer or archive on the way."""
+    data = render(load_bundle(bundle), with_source)
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+@cli.command("verify")
+@click.argument("bundle")
+def verify_command(bundle: str) -> int:
+    """Check BUNDLE like Airflow would, then run its executable's introspection flags."""
+    report = verify(bundle)
+    for message in report.warnings:
+        click.echo(f"warning: {message}", err=True)
+    for message in report.problems:
+        click.echo(f"error: {message}", err=True)
+    if not report.ok:
+        return 1
+    click.echo(
+        f"OK {bundle}: {report.format} bundle (sdk={report.sdk}, dags={report.dag_count}, tasks={report.task_count})"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console-script entry point: run the CLI and turn every failure into ``error: ...``, exit 1."""
+    try:
+        result: Any = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="bundle-pack", standalone_mode=False
+        )
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.UsageError as exc:
+        _error(f"{exc.format_message()} (see 'bundle-pack --help')")
+        return 1
+    except click.ClickException as exc:
+        _error(exc.format_message())
+        return 1
+    except click.Abort:
+        _error("aborted")
+        return 1
+    except PackError as exc:
+        _error(str(exc))
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def _error(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

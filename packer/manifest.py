@@ -1,0 +1,285 @@
+"""The two manifests a packed bundle carries: canonical rendering, schema checks, id warnings.
+
+* ZIP bundle, ``airflow-metadata.yaml`` (the bundle spec, ``format_version`` era): keys
+  ``format_version``, ``sdk`` {``language``, ``version``}, ``source``, ``executable``, ``dags``.
+* Executable bundle, the manifest region (``airflow_bundle_metadata_version`` era, what
+  apache-airflow-task-sdk 1.3.2 reads): ``airflow_bundle_metadata_version``, ``sdk`` {``language``,
+  ``version``, ``supervisor_schema_version``}, ``source``, ``dags``.
+
+Both are rendered by hand, not by a YAML library, so the bytes are a fixed function of the data (two
+packs of the same bundle give the same manifest, on any host and with any PyYAML version): indent 2,
+fixed key order, dag ids sorted, tasks in registration order. Quoting follows the upstream packers'
+conventions - the ZIP manifest quotes ``format_version`` and ``sdk.version`` and leaves names plain, the
+executable manifest double-quotes every value - with one deliberate difference: a name is written plain
+only when every YAML reader reads it back as the same string, otherwise it is double-quoted, so an id
+such as ``123``, ``true`` or ``null`` never turns into a number, a bool or nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+MANIFEST_NAME = "airflow-metadata.yaml"
+SUPPORTED_SCHEMA_VERSION = (
+    "2026-06-16"  # the only supervisor schema version apache-airflow-task-sdk 1.3.2 knows
+)
+MAX_ID_LENGTH = 250
+
+_VERSION_PATTERN = re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")
+_LANGUAGE_PATTERN = re.compile(r"^[a-z][a-z0-9_+.\-]*$")
+_DATE_PATTERN = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_PLAIN_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+# Words some YAML reader (1.1 or 1.2, PyYAML, yaml.v3) resolves to a bool or null when unquoted.
+_SPECIAL_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
+_NAMED_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+Dags = Mapping[str, list[str]]
+
+
+# -- scalars ------------------------------------------------------------------------------------
+def is_plain_safe(text: str) -> bool:
+    """True when ``text`` reads back as the same string from a plain (unquoted) YAML scalar."""
+    return bool(_PLAIN_PATTERN.match(text)) and text.lower() not in _SPECIAL_WORDS
+
+
+def quote(text: str) -> str:
+    """A YAML double-quoted scalar for ``text``; escapes whatever a YAML reader would not take raw."""
+    out = ['"']
+    for char in text:
+        code = ord(char)
+        if char in _NAMED_ESCAPES:
+            out.append(_NAMED_ESCAPES[char])
+        elif 0x20 <= code < 0x7F or (code >= 0xA0 and char.isprintable()):
+            out.append(char)
+        elif code <= 0xFF:
+            out.append(f"\\x{code:02x}")
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def scalar(text: str) -> str:
+    """Plain when that is safe, double-quoted otherwise."""
+    return text if is_plain_safe(text) else quote(text)
+
+
+# -- rendering ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ZipManifest:
+    """``airflow-metadata.yaml`` of a ZIP bundle."""
+
+    format_version: str
+    sdk_language: str
+    sdk_version: str
+    source: str
+    executable: str
+    dags: Dags
+
+    def render(self) -> bytes:
+        lines = [
+            f"format_version: {quote(self.format_version)}",
+            "sdk:",
+            f"  language: {scalar(self.sdk_language)}",
+            f"  version: {quote(self.sdk_version)}",
+            f"source: {scalar(self.source)}",
+            f"executable: {scalar(self.executable)}",
+        ]
+        lines += _render_dags(self.dags, scalar)
+        return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+@dataclass(frozen=True)
+class ExecutableManifest:
+    """The manifest region of an executable bundle (what ``ExecutableCoordinator`` reads)."""
+
+    metadata_version: str
+    sdk_language: str
+    sdk_version: str
+    supervisor_schema_version: str
+    source: str
+    dags: Dags
+
+    def render(self) -> bytes:
+        lines = [
+            f"airflow_bundle_metadata_version: {quote(self.metadata_version)}",
+            "sdk:",
+            f"  language: {quote(self.sdk_language)}",
+            f"  version: {quote(self.sdk_version)}",
+            f"  supervisor_schema_version: {quote(self.supervisor_schema_version)}",
+            f"source: {quote(self.source)}",
+        ]
+        lines += _render_dags(self.dags, quote)
+        return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _render_dags(dags: Dags, value: Any) -> list[str]:
+    if not dags:
+        return ["dags: {}"]
+    lines = ["dags:"]
+    for dag_id in sorted(dags):
+        lines.append(f"  {scalar(dag_id)}:")
+        tasks = dags[dag_id]
+        if not tasks:
+            lines.append("    tasks: []")
+            continue
+        lines.append("    tasks:")
+        lines += [f"      - {value(task_id)}" for task_id in tasks]
+    return lines
+
+
+# -- reading and schema checks ------------------------------------------------------------------
+class ManifestError(ValueError):
+    """The manifest bytes are not a YAML mapping."""
+
+
+def load(data: bytes) -> dict[str, Any]:
+    """Decode and parse a manifest the way Airflow's reader does (UTF-8, ``yaml.safe_load``, a mapping)."""
+    import yaml
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"manifest is not valid UTF-8: {exc}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        detail = " ".join(str(exc).split())
+        raise ManifestError(f"manifest is not valid YAML: {detail}") from None
+    if not isinstance(document, dict):
+        raise ManifestError(f"manifest is not a YAML mapping (got {type(document).__name__})")
+    return document
+
+
+def check_zip_manifest(document: Mapping[str, Any]) -> list[str]:
+    """Schema problems of a ZIP bundle's ``airflow-metadata.yaml`` (empty list: valid)."""
+    problems = _check_version(document, "format_version")
+    problems += _check_sdk(document, ("language", "version"))
+    problems += _check_name(document, "source")
+    problems += _check_name(document, "executable")
+    problems += _check_dags(document)
+    return problems
+
+
+def check_executable_manifest(document: Mapping[str, Any]) -> list[str]:
+    """Schema problems of an executable bundle's manifest, including what 1.3.2 needs to route a task."""
+    problems = _check_version(document, "airflow_bundle_metadata_version")
+    problems += _check_sdk(document, ("language", "version", "supervisor_schema_version"))
+    sdk = document.get("sdk")
+    if isinstance(sdk, Mapping) and isinstance(sdk.get("supervisor_schema_version"), str):
+        version = sdk["supervisor_schema_version"]
+        if not _DATE_PATTERN.match(version):
+            problems.append(f"sdk.supervisor_schema_version {version!r} is not a YYYY-MM-DD date")
+        elif version != SUPPORTED_SCHEMA_VERSION:
+            problems.append(
+                f"sdk.supervisor_schema_version is {version!r}; apache-airflow-task-sdk 1.3.2 accepts only "
+                f"{SUPPORTED_SCHEMA_VERSION!r} and would reject the bundle"
+            )
+    problems += _check_name(document, "source")
+    problems += _check_dags(document)
+    return problems
+
+
+def _check_version(document: Mapping[str, Any], key: str) -> list[str]:
+    value = document.get(key)
+    if value is None:
+        return [f"{key} is missing"]
+    if not isinstance(value, str):
+        return [f"{key} must be a string, got {type(value).__name__} {value!r}"]
+    if not _VERSION_PATTERN.match(value):
+        return [f"{key} {value!r} is not a MAJOR.MINOR[.PATCH] version"]
+    if value.split(".")[0] != "1":
+        return [f"{key} {value!r} has an unsupported major version (this packer reads 1.x)"]
+    return []
+
+
+def _check_sdk(document: Mapping[str, Any], keys: tuple[str, ...]) -> list[str]:
+    sdk = document.get("sdk")
+    if not isinstance(sdk, Mapping):
+        return ["sdk is missing" if sdk is None else f"sdk must be a mapping, got {type(sdk).__name__}"]
+    problems = []
+    for key in keys:
+        value = sdk.get(key)
+        if not isinstance(value, str) or not value:
+            problems.append(f"sdk.{key} must be a non-empty string, got {value!r}")
+        elif key == "language" and not _LANGUAGE_PATTERN.match(value):
+            problems.append(f"sdk.language {value!r} is not a lower-case language id")
+    return problems
+
+
+def _check_name(document: Mapping[str, Any], key: str) -> list[str]:
+    value = document.get(key)
+    if not isinstance(value, str) or not value:
+        return [f"{key} must be a non-empty string, got {value!r}"]
+    return []
+
+
+def _check_dags(document: Mapping[str, Any]) -> list[str]:
+    dags = document.get("dags")
+    if not isinstance(dags, Mapping):
+        return ["dags is missing" if dags is None else f"dags must be a mapping, got {type(dags).__name__}"]
+    if not dags:
+        return ["dags is empty: the bundle routes no dag"]
+    problems = []
+    for dag_id, entry in dags.items():
+        if not isinstance(dag_id, str) or not dag_id:
+            problems.append(f"dag id {dag_id!r} is not a non-empty string (quote it in the YAML)")
+            continue
+        if not isinstance(entry, Mapping) or "tasks" not in entry:
+            problems.append(f"dags.{dag_id} must be a mapping with a tasks list")
+            continue
+        tasks = entry["tasks"]
+        if not isinstance(tasks, list):
+            problems.append(f"dags.{dag_id}.tasks must be a list, got {type(tasks).__name__}")
+            continue
+        problems += [
+            f"dags.{dag_id}.tasks has {task!r}, not a non-empty string"
+            for task in tasks
+            if not isinstance(task, str) or not task
+        ]
+    return problems
+
+
+def dags_of(document: Mapping[str, Any]) -> dict[str, list[str]]:
+    """``dags`` of a manifest that passed the schema checks, as ``{dag_id: [task_id, ...]}``."""
+    return {dag_id: list(entry["tasks"]) for dag_id, entry in document["dags"].items()}
+
+
+# -- warnings -----------------------------------------------------------------------------------
+def id_warnings(dags: Dags) -> list[str]:
+    """Ids Airflow's server would reject, and dags without tasks; never fatal, dag ids in sorted order.
+
+    Mirrors the server's key validation: at most 250 characters, only letters, digits, ``_``, ``.`` and
+    ``-``, and no ``..`` (unless ``[core] allow_double_dot_in_ids``); a charset problem hides ``..``."""
+    warnings = []
+    for dag_id in sorted(dags):
+        warnings += _id_problems(f"dag id {quote(dag_id)}", dag_id)
+        tasks = dags[dag_id]
+        if not tasks:
+            warnings.append(f"dag {quote(dag_id)} has no tasks")
+        for task_id in tasks:
+            warnings += _id_problems(f"task id {quote(task_id)} in dag {quote(dag_id)}", task_id)
+    return warnings
+
+
+def _id_problems(what: str, value: str) -> list[str]:
+    problems = []
+    if len(value) > MAX_ID_LENGTH:
+        problems.append(f"{what} is {len(value)} characters long; Airflow accepts at most {MAX_ID_LENGTH}")
+    if not value or not all(_id_char(char) for char in value):
+        problems.append(f'{what} has characters Airflow rejects (allowed: letters, digits, "_", "." and "-")')
+    elif ".." in value:
+        problems.append(
+            f'{what} contains ".."; Airflow rejects it unless [core] allow_double_dot_in_ids is enabled'
+        )
+    return problems
+
+
+def _id_char(char: str) -> bool:
+    return char in "_.-" or unicodedata.category(char)[0] in "LN"

@@ -1,0 +1,303 @@
+"""``bundle-pack verify``: is this artifact one Airflow will accept, and does it run?
+
+Static checks (what a consumer checks before it trusts the file):
+
+* executable bundle: trailer (size, magic, footer version, reserved bytes, region bounds, non-empty
+  binary region, SHA-256 of the binary region), exec bit on the file, manifest schema including the
+  supervisor schema version task-sdk 1.3.2 accepts;
+* ZIP bundle: entry names, CRC-32 of every entry, manifest schema, ``source``/``executable`` entries at
+  the root, exec bits in the executable entry's external attributes.
+
+Dynamic checks (the artifact's executable is run, with a fresh private launcher cache so the
+first-run extraction is exercised too): ``--bundle-metadata`` names the bundle, ``--dump-bundle-spec``
+exposes exactly the manifest's dags and tasks, ``--airflow-metadata --format json`` agrees with the
+manifest. Every problem is collected and reported, not just the first.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import PackError, introspect
+from .inspect_ import LoadedBundle, load_bundle
+from .manifest import (
+    ExecutableManifest,
+    ManifestError,
+    ZipManifest,
+    check_executable_manifest,
+    check_zip_manifest,
+    dags_of,
+    id_warnings,
+    load,
+)
+from .zipbundle import UNIX, entry_mode
+
+CACHE_ENV = "PYBUNDLE_CACHE_DIR"
+
+
+@dataclass
+class Report:
+    """The outcome of a verification."""
+
+    path: str
+    format: str | None = None
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    sdk: str | None = None
+    dag_count: int = 0
+    task_count: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(path: str, *, timeout: float = introspect.TIMEOUT_SECONDS) -> Report:
+    """Check the bundle at ``path`` statically and by running its executable."""
+    report = Report(path)
+    try:
+        bundle = load_bundle(path)
+    except PackError as exc:
+        report.problems.append(str(exc))
+        return report
+    report.format = bundle.format
+    document = _manifest(bundle, report)
+    if bundle.format == "executable":
+        executable_path, cleanup = _check_executable_file(bundle, report), None
+    else:
+        executable_path, cleanup = _check_zip(bundle, document, report)
+    try:
+        if document is not None and not report.problems and executable_path is not None:
+            _run_checks(executable_path, bundle.format, document, report, timeout)
+    finally:
+        if cleanup is not None:
+            shutil.rmtree(cleanup, ignore_errors=True)
+    return report
+
+
+def _manifest(bundle: LoadedBundle, report: Report) -> dict[str, Any] | None:
+    try:
+        document = load(bundle.manifest)
+    except ManifestError as exc:
+        report.problems.append(f"{bundle.path}: {exc}")
+        return None
+    check = check_executable_manifest if bundle.format == "executable" else check_zip_manifest
+    problems = check(document)
+    report.problems += [f"{bundle.path}: manifest: {problem}" for problem in problems]
+    if problems:
+        return None
+    dags = dags_of(document)
+    report.dag_count, report.task_count = len(dags), sum(len(tasks) for tasks in dags.values())
+    report.sdk = f"{document['sdk']['language']}/{document['sdk']['version']}"
+    report.warnings += [f"manifest: {warning}" for warning in id_warnings(dags)]
+    if not _is_canonical(bundle, document):
+        report.warnings.append("the manifest is valid but not in bundle-pack's canonical rendering")
+    return document
+
+
+def _is_canonical(bundle: LoadedBundle, document: Mapping[str, Any]) -> bool:
+    """Whether the manifest is byte-for-byte what bundle-pack renders for its data.
+
+    A manifest with keys bundle-pack does not write (a newer packer's, another SDK's) is valid and is
+    not judged."""
+    if set(document) - _KNOWN_KEYS or set(document["sdk"]) - _KNOWN_SDK_KEYS:
+        return True
+    sdk, dags = document["sdk"], dags_of(document)
+    try:
+        if bundle.format == "executable":
+            rendered = ExecutableManifest(
+                document["airflow_bundle_metadata_version"],
+                sdk["language"],
+                sdk["version"],
+                sdk["supervisor_schema_version"],
+                document["source"],
+                dags,
+            ).render()
+        else:
+            rendered = ZipManifest(
+                document["format_version"],
+                sdk["language"],
+                sdk["version"],
+                document["source"],
+                document["executable"],
+                dags,
+            ).render()
+    except KeyError:
+        return False
+    return rendered == bundle.manifest
+
+
+_KNOWN_KEYS = {"format_version", "airflow_bundle_metadata_version", "sdk", "source", "executable", "dags"}
+_KNOWN_SDK_KEYS = {"language", "version", "supervisor_schema_version"}
+
+
+def _check_executable_file(bundle: LoadedBundle, report: Report) -> str | None:
+    mode = stat.S_IMODE(os.stat(bundle.path).st_mode)
+    if not mode & 0o111:
+        report.problems.append(
+            f"{bundle.path} is not executable (mode {mode:04o}); Airflow only considers files with "
+            "the exec bit: chmod 0755 it"
+        )
+        return None
+    assert bundle.executable_bundle is not None
+    source = bundle.executable_bundle.source
+    if not source:
+        report.warnings.append("the source region is empty: Airflow's UI will show no code")
+    else:
+        try:
+            source.decode("utf-8")
+        except UnicodeDecodeError:
+            report.warnings.append("the source region is not UTF-8 text")
+    return os.path.abspath(bundle.path)  # a bare name must not be looked up on PATH
+
+
+def _check_zip(
+    bundle: LoadedBundle, document: Mapping[str, Any] | None, report: Report
+) -> tuple[str | None, str | None]:
+    archive = bundle.archive
+    assert archive is not None
+    names = archive.namelist()
+    for name in sorted({name for name in names if names.count(name) > 1}):
+        report.problems.append(f"{bundle.path}: entry {name!r} appears more than once")
+    for name in names:
+        parts = name.split("/")
+        if name.startswith("/") or "\\" in name or ".." in parts:
+            report.problems.append(f"{bundle.path}: entry name {name!r} would escape an extraction directory")
+    try:
+        damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        damaged = f"? ({exc})"
+    if damaged is not None:
+        report.problems.append(f"{bundle.path}: entry {damaged!r} is damaged (CRC-32 mismatch or bad header)")
+    if document is None:
+        return None, None
+    for key in ("source", "executable"):
+        name = document[key]
+        if "/" in name:
+            report.problems.append(f"{bundle.path}: manifest {key} {name!r} is not at the archive root")
+        elif name not in names:
+            report.problems.append(f"{bundle.path}: manifest {key} {name!r} is not an entry of the archive")
+    if report.problems:
+        return None, None
+    info = archive.getinfo(document["executable"])
+    mode = entry_mode(info)
+    file_type = stat.S_IFMT(info.external_attr >> 16)
+    if info.create_system != UNIX or not mode & 0o111:
+        report.problems.append(
+            f"{bundle.path}: executable entry {info.filename!r} has no exec bits in its external attributes "
+            f"(mode {mode:04o}); it should be 0755"
+        )
+        return None, None
+    if file_type not in (0, stat.S_IFREG):
+        report.problems.append(f"{bundle.path}: executable entry {info.filename!r} is not a regular file")
+        return None, None
+    directory = tempfile.mkdtemp(prefix="bundle-pack-verify-")
+    path = os.path.join(directory, os.path.basename(info.filename))
+    with open(path, "wb") as handle:
+        handle.write(archive.read(info))
+    os.chmod(path, 0o755)  # ZipFile does not restore modes; the spec tells consumers to chmod
+    return path, directory
+
+
+def _run_checks(
+    executable: str, fmt: str, document: Mapping[str, Any], report: Report, timeout: float
+) -> None:
+    cache = tempfile.mkdtemp(prefix="bundle-pack-verify-cache-")
+    env = {key: value for key, value in os.environ.items() if key != "AIRFLOW_BUNDLE_MAGIC_COOKIE"}
+    env[CACHE_ENV] = cache
+    try:
+        answers = {}
+        for flags in (
+            ("--bundle-metadata",),
+            ("--dump-bundle-spec",),
+            ("--airflow-metadata", "--format", "json"),
+        ):
+            what = f"{report.path}: executable {' '.join(flags)}"
+            try:
+                answers[flags[0]] = introspect.parse_json(
+                    introspect.finish(introspect.start([executable, *flags], env), what, timeout), what
+                )
+            except PackError as exc:
+                report.problems.append(str(exc))
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    manifest_dags = dags_of(document)
+    sdk = document["sdk"]
+    info = answers.get("--bundle-metadata")
+    if info is not None and not (
+        isinstance(info, dict) and isinstance(info.get("name"), str) and info["name"]
+    ):
+        report.problems.append(f"{report.path}: --bundle-metadata printed {info!r}, not a named BundleInfo")
+    spec = answers.get("--dump-bundle-spec")
+    if spec is not None:
+        if fmt == "zip":
+            report.problems += _compare_field(
+                spec, "format_version", document["format_version"], "--dump-bundle-spec"
+            )
+        report.problems += _compare_sdk(spec, sdk, ("language", "version"), "--dump-bundle-spec")
+        report.problems += compare_dags(manifest_dags, spec, "--dump-bundle-spec")
+    airflow = answers.get("--airflow-metadata")
+    if airflow is not None:
+        keys = (
+            ("language", "version", "supervisor_schema_version")
+            if fmt == "executable"
+            else ("language", "version")
+        )
+        report.problems += _compare_sdk(airflow, sdk, keys, "--airflow-metadata")
+        report.problems += compare_dags(manifest_dags, airflow, "--airflow-metadata")
+
+
+def _compare_field(answer: Any, key: str, expected: Any, what: str) -> list[str]:
+    actual = answer.get(key) if isinstance(answer, dict) else None
+    if actual != expected:
+        return [f"{what} reports {key} {actual!r}, the manifest says {expected!r}"]
+    return []
+
+
+def _compare_sdk(answer: Any, sdk: Mapping[str, Any], keys: tuple[str, ...], what: str) -> list[str]:
+    reported = answer.get("sdk") if isinstance(answer, dict) else None
+    if not isinstance(reported, dict):
+        return [f"{what} printed no sdk object"]
+    return [
+        f"{what} reports sdk.{key} {reported.get(key)!r}, the manifest says {sdk[key]!r}"
+        for key in keys
+        if reported.get(key) != sdk[key]
+    ]
+
+
+def compare_dags(manifest_dags: Mapping[str, list[str]], answer: Any, what: str) -> list[str]:
+    """Differences between the manifest's dags/tasks and what the bundle itself reports."""
+    reported = answer.get("dags") if isinstance(answer, dict) else None
+    if not isinstance(reported, dict):
+        return [f"{what} printed no dags object"]
+    problems = []
+    for dag_id in sorted(manifest_dags):
+        entry = reported.get(dag_id)
+        if not isinstance(entry, dict) or not isinstance(entry.get("tasks"), list):
+            problems.append(f"dag {dag_id!r} is in the manifest, but the bundle's {what} does not expose it")
+            continue
+        tasks = entry["tasks"]
+        problems += [
+            f"task {task!r} of dag {dag_id!r} is in the manifest, but not in the bundle's {what}"
+            for task in manifest_dags[dag_id]
+            if task not in tasks
+        ]
+        problems += [
+            f"the bundle's {what} has task {task!r} in dag {dag_id!r}, which the manifest does not list"
+            for task in tasks
+            if task not in manifest_dags[dag_id]
+        ]
+    problems += [
+        f"the bundle's {what} exposes dag {dag_id!r}, which the manifest does not list "
+        "(Airflow would not route its tasks to this bundle)"
+        for dag_id in sorted(reported)
+        if dag_id not in manifest_dags
+    ]
+    return problems
