@@ -17,7 +17,7 @@ from .measure import (
     coordinator_start,
     process_time,
 )
-from .stub_supervisor import StubSupervisor, startup_details
+from .stub_supervisor import StubSupervisor, peak_rss_kib, startup_details
 
 PYBUNDLE = [PYTHON, "-m", "bundle", "--bundle", str(BENCH_BUNDLE)]
 FLOOR = [PYTHON, str(FLOOR_RUNTIME)]
@@ -148,4 +148,99 @@ def dag_parsing(sizes: list[int], tasks_per_dag: int, runs: int) -> list[Row]:
         "ms_per_dag": {n: round(t * 1000, 4) for n, t in per_dag},
         "per_dag_growth": round(last[1] / first[1], 2),
     }
+    return rows
+
+
+def _plugin_handshake(command: list[str]) -> Sample:
+    import signal
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench-plugin-") as sockets:
+        env = {
+            **os.environ,
+            "AIRFLOW_BUNDLE_MAGIC_COOKIE": "23C6AB18-91F9-4760-B3E8-328EF3C861AB",
+            "PLUGIN_PROTOCOL_VERSIONS": "1",
+            "PLUGIN_UNIX_SOCKET_DIR": sockets,
+        }
+        started = time.monotonic()
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        line = proc.stdout.readline()
+        elapsed = time.monotonic() - started
+        rss = peak_rss_kib(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
+        proc.stdout.close()
+    if not line.startswith(b"1|1|"):
+        raise RuntimeError(f"no handshake line from {command}: {line!r}")
+    return Sample(elapsed, rss)
+
+
+def plugin_start(runs: int) -> list[Row]:
+    """Figure 5: exec until the go-plugin handshake line, beside ``python -c "import grpc"``."""
+    series = alternate(
+        runs,
+        {
+            "python -m bundle (go-plugin handshake)": lambda: _plugin_handshake(
+                [PYTHON, "-m", "bundle", "--bundle", str(BENCH_BUNDLE)]
+            ),
+            "floor: import grpc": lambda: process_time([PYTHON, "-c", "import grpc"]),
+        },
+    )
+    subject, floor = series.values()
+    return [_ratio_row("5 plugin start", subject, floor, "ms", "<= 1.3")]
+
+
+def packer(runs: int) -> list[Row]:
+    """Figure 6: packing the example bundle in both formats, and verifying the executable."""
+    import tempfile
+
+    from .measure import ROOT
+
+    example = str(ROOT / "examples" / "bundle" / "example_dags.py")
+    pack = [PYTHON, "-m", "packer"]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-pack-") as out:
+        exe, zipped = os.path.join(out, "example_dags"), os.path.join(out, "example_dags.zip")
+        series = alternate(
+            runs,
+            {
+                "pack --format executable": lambda: process_time(
+                    [*pack, example, "--format", "executable", "--output", exe]
+                ),
+                "pack --format zip": lambda: process_time(
+                    [*pack, example, "--format", "zip", "--output", zipped]
+                ),
+                "verify executable": lambda: process_time([*pack, "verify", exe]),
+            },
+        )
+        for s in series.values():
+            rows.append(Row("6 packer", s.name, s.median * 1000, "ms"))
+    return rows
+
+
+def peak_rss(runs: int) -> list[Row]:
+    """Figure 7: peak RSS of each mode's process."""
+    coordinator = Series("coordinator (one task)", [coordinator_start(PYBUNDLE) for _ in range(runs)])
+    floor = Series("floor runtime", [coordinator_start(FLOOR) for _ in range(runs)])
+    rows = [
+        Row(
+            "7 peak RSS",
+            coordinator.name,
+            coordinator.rss_kib / 1024,
+            "MiB",
+            floor.name,
+            floor.rss_kib / 1024,
+            coordinator.rss_kib / floor.rss_kib,
+            None,
+            {"target_mib": 30, "meets": coordinator.rss_kib / 1024 <= 30},
+        ),
+    ]
+    try:
+        plugin = Series(
+            "go-plugin (idle after handshake)", [_plugin_handshake([*PYBUNDLE]) for _ in range(runs)]
+        )
+        rows.append(Row("7 peak RSS", plugin.name, plugin.rss_kib / 1024, "MiB"))
+    except RuntimeError as exc:  # grpc not installed: say so rather than hide the row
+        rows.append(Row("7 peak RSS", f"go-plugin: {exc}", 0.0, "MiB"))
     return rows

@@ -50,13 +50,6 @@ def alternate(runs: int, subjects: dict[str, Callable[[], Sample]]) -> dict[str,
     return series
 
 
-def wait_rusage(proc: subprocess.Popen) -> int:
-    """Wait for ``proc`` and return its own peak RSS in KiB."""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return usage.ru_maxrss
-
-
 def coordinator_start(command: list[str], env: dict[str, str] | None = None) -> Sample:
     """exec → the first request frame reaching a local supervisor."""
     stub = StubSupervisor().start()
@@ -67,11 +60,12 @@ def coordinator_start(command: list[str], env: dict[str, str] | None = None) -> 
         stderr=subprocess.DEVNULL,
         env={**os.environ, **(env or {})},
     )
-    rss = wait_rusage(proc)
+    stub.pid = proc.pid
+    proc.wait()
     stub.join()
     if stub.error or stub.first_request_at is None or proc.returncode != 0:
         raise RuntimeError(f"{command} failed: exit {proc.returncode}, stub error {stub.error!r}")
-    return Sample(stub.first_request_at - started, rss)
+    return Sample(stub.first_request_at - started, stub.peak_rss_kib)
 
 
 def process_time(command: list[str], env: dict[str, str] | None = None) -> Sample:
@@ -85,7 +79,6 @@ def process_time(command: list[str], env: dict[str, str] | None = None) -> Sampl
         env={**os.environ, **(env or {})},
     )
     proc.stdout.read()
-    rss = wait_rusage(proc)
-    if proc.returncode != 0:
+    if proc.wait() != 0:
         raise RuntimeError(f"{command} exited {proc.returncode}")
-    return Sample(time.monotonic() - started, rss)
+    return Sample(time.monotonic() - started)

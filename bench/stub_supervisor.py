@@ -90,6 +90,19 @@ def _read_exact(conn: socket.socket, n: int) -> bytes:
     return bytes(data)
 
 
+def peak_rss_kib(pid: int) -> int:
+    """``VmHWM`` of a live process: its own peak, unlike ``wait4``'s ``ru_maxrss``, which on Linux
+    also counts the memory of the (large) benchmark process it was forked from."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 class StubSupervisor:
     """One task's worth of supervisor. ``first_request_at`` is the monotonic time the first request
     frame arrived; ``requests`` counts every request; ``terminal`` is the terminal body, if any."""
@@ -102,6 +115,10 @@ class StubSupervisor:
         self.requests = 0
         self.terminal: dict[str, Any] | None = None
         self.error: BaseException | None = None
+        self.pid: int | None = (
+            None  # set by the caller; the runtime's peak RSS is read at its terminal message
+        )
+        self.peak_rss_kib = 0
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._log_thread = threading.Thread(target=self._drain_logs, daemon=True)
 
@@ -142,6 +159,8 @@ class StubSupervisor:
                     self.first_request_at = time.monotonic()
                 self.requests += 1
                 kind = body.get("type")
+                if kind in ("SucceedTask", "TaskState", "RetryTask", "DagFileParsingResult") and self.pid:
+                    self.peak_rss_kib = peak_rss_kib(self.pid)
                 if kind == "GetVariable":
                     conn.sendall(
                         frame(request_id, {"key": body["key"], "value": "v", "type": "VariableResult"})

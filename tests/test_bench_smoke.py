@@ -1,0 +1,27 @@
+"""The benchmark suite keeps working (a quick run, no thresholds: timing is measured, not tested)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from .conftest import ROOT
+
+
+def test_quick_benchmark_run_produces_every_figure():
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    figures = {row["figure"].split()[0] for row in report["rows"]}
+    assert figures == {"1", "2", "3", "4", "5", "6", "7"}
+    for row in report["rows"]:
+        assert row["value"] > 0, row
+        if row["baseline"]:
+            assert row["baseline_value"] > 0 and row["ratio"] > 0, row
