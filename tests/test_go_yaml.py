@@ -97,7 +97,7 @@ def theirs(probe, doc: dict) -> bytes:
 
 @pytest.fixture(scope="module")
 def probe(go_tools):
-    return go_tools / "yamlprobe"
+    return go_tools["yamlprobe"]
 
 
 def test_tricky_ids_as_tasks_and_dag_keys(probe):

@@ -11,10 +11,8 @@ same host to compare answers that must be identical (GetMetadata, the InvalidArg
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,51 +25,8 @@ from tests.plugin_host import EXAMPLE, ROOT, ExecutionApiServer
 
 os.environ.setdefault("AIRFLOW_HOME", os.path.join(tempfile.gettempdir(), "pybundle-harness-airflow-home"))
 
-GOHOST_DIR = ROOT / "tests" / "gohost"
 RUN_ID = "manual__2026-01-01T00:00:00+00:00"
 _NOTICED: list[dict[str, Any]] = []
-
-
-def _sources_digest() -> str:
-    digest = hashlib.sha256()
-    for path in sorted(GOHOST_DIR.rglob("*")):
-        if path.is_file() and path.suffix in (".go", ".mod", ".sum", ".sh", ".proto"):
-            digest.update(str(path.relative_to(GOHOST_DIR)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-@pytest.fixture(scope="session")
-def go_tools() -> dict[str, Path]:
-    """``gohost`` plus reference plugins, built (or reused from the cache) once per session."""
-    if shutil.which("go") is None:
-        pytest.fail("go is not on PATH: the Go host cannot be built (these tests must not be skipped)")
-    out = Path(tempfile.gettempdir()) / f"pybundle-gohost-{_sources_digest()}"
-    tools = {
-        "gohost": out / "gohost",
-        "ref_versioned": out / "ref-example_dags-1.0.0",
-        "ref_unversioned": out / "ref-unversioned",
-    }
-    if not all(p.is_file() for p in tools.values()):
-        build = subprocess.run(
-            ["bash", str(GOHOST_DIR / "build.sh"), str(out)], capture_output=True, text=True, timeout=600
-        )
-        if build.returncode != 0:
-            pytest.fail(f"tests/gohost/build.sh failed ({build.returncode}):\n{build.stdout}\n{build.stderr}")
-        for name, version in (("ref_versioned", "1.0.0"), ("ref_unversioned", "")):
-            bundle_name = "example_dags" if version else "unversioned"
-            flags = f"-X main.bundleName={bundle_name} -X main.bundleVersion={version}"
-            ref = subprocess.run(
-                ["go", "build", "-trimpath", "-ldflags", flags, "-o", str(tools[name]), "./refplugin"],
-                cwd=GOHOST_DIR,
-                env={**os.environ, "GOFLAGS": "-mod=mod"},
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-            if ref.returncode != 0:
-                pytest.fail(f"building gorefplugin failed:\n{ref.stderr}")
-    return tools
 
 
 def _wrapper(tmp_path: Path, name: str, argv: list[str]) -> Path:
