@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from .measure import (
     alternate,
     coordinator_start,
     process_time,
+    subject_env,
 )
 from .stub_supervisor import StubSupervisor, peak_rss_kib, startup_details
 
@@ -90,7 +92,7 @@ def versus_airflow_task_runner(runs: int) -> list[Row]:
 
 def _round_trip_rate(command: list[str], rounds: int, env: dict[str, str] | None = None) -> Sample:
     stub = StubSupervisor(startup_details(task_id="round_trips")).start()
-    proc = __import__("subprocess").Popen([*command, *stub.args], env={**os.environ, **(env or {})})
+    proc = subprocess.Popen([*command, *stub.args], env=subject_env(env))
     proc.wait()
     finished = time.monotonic()
     stub.join()
@@ -153,16 +155,16 @@ def dag_parsing(sizes: list[int], tasks_per_dag: int, runs: int) -> list[Row]:
 
 def _plugin_handshake(command: list[str]) -> Sample:
     import signal
-    import subprocess
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="bench-plugin-") as sockets:
-        env = {
-            **os.environ,
-            "AIRFLOW_BUNDLE_MAGIC_COOKIE": "23C6AB18-91F9-4760-B3E8-328EF3C861AB",
-            "PLUGIN_PROTOCOL_VERSIONS": "1",
-            "PLUGIN_UNIX_SOCKET_DIR": sockets,
-        }
+        env = subject_env(
+            {
+                "AIRFLOW_BUNDLE_MAGIC_COOKIE": "23C6AB18-91F9-4760-B3E8-328EF3C861AB",
+                "PLUGIN_PROTOCOL_VERSIONS": "1",
+                "PLUGIN_UNIX_SOCKET_DIR": sockets,
+            }
+        )
         started = time.monotonic()
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         line = proc.stdout.readline()

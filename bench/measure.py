@@ -19,6 +19,15 @@ FLOOR_RUNTIME = Path(__file__).with_name("floor_runtime.py")
 PYTHON = sys.executable
 
 
+def subject_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment every measured process gets. Bytecode caching is forced on: with
+    ``PYTHONDONTWRITEBYTECODE`` set, every run would recompile pybundle from source and measure the
+    compiler, not the runtime (installed code and the packer's extracted cache always have .pyc)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(extra or {})
+    return env
+
+
 @dataclass
 class Sample:
     seconds: float
@@ -58,7 +67,7 @@ def coordinator_start(command: list[str], env: dict[str, str] | None = None) -> 
         [*command, *stub.args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
+        env=subject_env(env),
     )
     stub.pid = proc.pid
     proc.wait()
@@ -76,7 +85,7 @@ def process_time(command: list[str], env: dict[str, str] | None = None) -> Sampl
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
+        env=subject_env(env),
     )
     proc.stdout.read()
     if proc.wait() != 0:
