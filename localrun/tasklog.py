@@ -1,0 +1,87 @@
+"""Task logs as a person reads them: the supervisor's JSON lines, one readable line per record.
+
+The supervisor writes each task's log exactly as the Airflow UI reads it (JSON lines: timestamp,
+level, event, logger, extra fields, ``error_detail`` for exceptions), after its own secret
+masking. Nothing is re-masked or filtered here: what is printed is what Airflow stored, so a
+``***`` in the output is the supervisor's masking at work.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_STANDARD_KEYS = ("timestamp", "level", "event", "logger", "error_detail")
+
+
+def parse_log(text: str) -> list[dict[str, Any]]:
+    """The records of a JSON-lines task log; a line that is not a JSON object becomes ``{"event": line}``."""
+    records: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = {"event": line}
+        records.append(record if isinstance(record, dict) else {"event": line})
+    return records
+
+
+def format_record(record: dict[str, Any]) -> list[str]:
+    """``HH:MM:SS.mmm LEVEL    logger: event key=value ...`` plus indented exception lines."""
+    stamp = str(record.get("timestamp") or "")
+    time_part = stamp.split("T", 1)[1][:12] if "T" in stamp else stamp[:12]
+    level = str(record.get("level") or "").upper()
+    logger = record.get("logger")
+    event = record.get("event", "")
+    text = event if isinstance(event, str) else json.dumps(event, default=str)
+    extras = [f"{k}={_short(v)}" for k, v in record.items() if k not in _STANDARD_KEYS]
+    head = f"{time_part:<12} {level:<8} " + (f"{logger}: " if logger else "") + text
+    lines = [head + (" " + " ".join(extras) if extras else "")]
+    lines += [f"    {line}" for line in _exception_lines(record.get("error_detail"))]
+    return lines
+
+
+def format_log(text: str) -> list[str]:
+    """Every record of a task log, formatted."""
+    out: list[str] = []
+    for record in parse_log(text):
+        out += format_record(record)
+    return out
+
+
+def last_error(text: str) -> str | None:
+    """The last exception (``Type: message``) or error-level event in a task log, for a short note."""
+    for record in reversed(parse_log(text)):
+        detail = record.get("error_detail")
+        if isinstance(detail, list) and detail and isinstance(detail[-1], dict):
+            return f"{detail[-1].get('exc_type', 'Exception')}: {detail[-1].get('exc_value', '')}"
+        if str(record.get("level", "")).lower() in ("error", "critical", "exception"):
+            return str(record.get("event", ""))
+    return None
+
+
+def _exception_lines(detail: Any) -> list[str]:
+    if not detail:
+        return []
+    if not isinstance(detail, list):
+        return [str(detail)]
+    lines: list[str] = []
+    for exc in detail:
+        if not isinstance(exc, dict):
+            lines.append(str(exc))
+            continue
+        lines.append("Traceback (most recent call last):")
+        for frame in exc.get("frames") or []:
+            if isinstance(frame, dict):
+                lines.append(
+                    f'  File "{frame.get("filename")}", line {frame.get("lineno")}, in {frame.get("name")}'
+                )
+        lines.append(f"{exc.get('exc_type', 'Exception')}: {exc.get('exc_value', '')}")
+    return lines
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
