@@ -33,6 +33,23 @@ type dag struct {
 	Tasks []string `json:"tasks" yaml:"tasks"`
 }
 
+// spec and bundleInfo mirror the go-sdk's --dump-bundle-spec and --bundle-metadata documents.
+type spec struct {
+	FormatVersion string         `json:"format_version" yaml:"format_version"`
+	SDK           specSDK        `json:"sdk" yaml:"sdk"`
+	Dags          map[string]dag `json:"dags" yaml:"dags"`
+}
+
+type specSDK struct {
+	Language string `json:"language" yaml:"language"`
+	Version  string `json:"version" yaml:"version"`
+}
+
+type bundleInfo struct {
+	Name    string  `json:"name" yaml:"name"`
+	Version *string `json:"version" yaml:"version"`
+}
+
 func base(dags map[string]dag) manifest {
 	return manifest{
 		AirflowBundleMetadataVersion: "1.0",
@@ -56,23 +73,43 @@ func keyOrder() map[string]dag {
 
 func main() {
 	asJSON := flag.Bool("json", false, "emit one JSON document with all cases")
-	fromStdin := flag.Bool("stdin", false, "encode the manifest JSON read from stdin as YAML")
+	fromStdin := flag.Bool("stdin", false, "re-encode the document read from stdin (JSON) with Go's encoders")
+	kind := flag.String("kind", "manifest", "with -stdin: manifest (--airflow-metadata), spec (--dump-bundle-spec) or info (--bundle-metadata)")
+	format := flag.String("format", "yaml", "with -stdin: yaml (yaml.v3 Marshal) or json (json.MarshalIndent with 4 spaces, plus a newline)")
 	flag.Parse()
 
 	if *fromStdin {
-		var m manifest
+		var doc any
+		switch *kind {
+		case "manifest":
+			doc = &manifest{}
+		case "spec":
+			doc = &spec{}
+		case "info":
+			doc = &bundleInfo{}
+		default:
+			fmt.Fprintln(os.Stderr, "yamlprobe: unknown -kind", *kind)
+			os.Exit(2)
+		}
 		dec := json.NewDecoder(os.Stdin)
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(&m); err != nil {
+		if err := dec.Decode(doc); err != nil {
 			fmt.Fprintln(os.Stderr, "yamlprobe:", err)
 			os.Exit(1)
 		}
-		y, err := yaml.Marshal(m)
+		var out []byte
+		var err error
+		if *format == "json" {
+			out, err = json.MarshalIndent(doc, "", "    ")
+			out = append(out, '\n')
+		} else {
+			out, err = yaml.Marshal(doc)
+		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "yamlprobe:", err)
 			os.Exit(1)
 		}
-		os.Stdout.Write(y)
+		os.Stdout.Write(out)
 		return
 	}
 
