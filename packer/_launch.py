@@ -23,6 +23,16 @@ What it does:
 
 The cache stays bounded: a first start also removes leftovers of crashed extractions older than a day
 and entries no start has used for 30 days; a warm start refreshes its entry's stamp at most daily.
+
+What is trusted, and why: the security boundary is the cache directory's ownership and mode, not a
+content hash. Everything extracted is created 0755/0644 whatever the umask (``__pycache__`` included),
+so only this user (or root) can change an entry, and such a user could as well change the bundle
+file or ``~/.bashrc``. A warm start therefore checks the stamp and every file's size (what a crashed
+or interrupted extraction, a deleted or truncated file leaves behind) but does not re-hash contents:
+that would cost every start a read of the whole runtime and still not cover the ``.pyc`` files the
+interpreter writes next to it. Everything read from the bundle file is bounded (the region is hashed
+in chunks; an extraction checks the entry count and declared sizes first) and every failure before
+the bundle runs is one ``error:`` line with exit status 1.
 """
 
 from __future__ import annotations
@@ -38,6 +48,14 @@ CONFIG_NAME = "pybundle-launch.json"
 STAMP_NAME = ".pybundle-entry.json"
 STALE_SECONDS = 24 * 3600  # leftovers of crashed extractions older than this are removed
 UNUSED_SECONDS = 30 * 24 * 3600  # entries not started for this long are removed (one per bundle build)
+CHUNK_SIZE = 1 << 20
+# Sanity bounds on the embedded runtime (the packer writes ~0.4 MiB in ~100 entries): a damaged or
+# crafted archive fails with an error line instead of exhausting memory or the disk.
+MAX_REGION_BYTES = 1 << 30
+MAX_ENTRIES = 100_000
+MAX_UNPACKED_BYTES = 1 << 30
+MAX_NAME_DEPTH = 64  # path components of one entry (the runtime's deepest is 4)
+MAX_NAME_LENGTH = 1024  # bytes: well inside PATH_MAX once joined to the cache path
 
 
 class LaunchError(Exception):
@@ -48,8 +66,12 @@ class BrokenEntry(Exception):
     """A cache entry that is present but incomplete or damaged; it gets replaced."""
 
 
-def binary_region(path: str) -> tuple[bytes, str]:
-    """The launcher region of ``path`` and its SHA-256 (hex), verified against the trailer if any."""
+def binary_region(path: str) -> tuple[int, str]:
+    """The length of the launcher region of ``path`` and its SHA-256 (hex), verified against the
+    trailer if any.
+
+    The region is hashed in chunks and never held whole: a trailer whose lengths are damaged can
+    make the "region" most of an arbitrarily large file, and a warm start needs only the hash."""
     import hashlib
     import struct
 
@@ -70,15 +92,35 @@ def binary_region(path: str) -> tuple[bytes, str]:
                     raise LaunchError(f"{path}: the bundle trailer leaves no launcher region")
                 expected = trailer[12:44]
         handle.seek(0)
-        region = handle.read(end)
-    if len(region) != end:
-        raise LaunchError(f"{path} changed while it was being read")
-    digest = hashlib.sha256(region).digest()
-    if expected is not None and digest != expected:
+        digest = hashlib.sha256()
+        left = end
+        while left:
+            chunk = handle.read(min(CHUNK_SIZE, left))
+            if not chunk:
+                raise LaunchError(f"{path} changed while it was being read")
+            digest.update(chunk)
+            left -= len(chunk)
+    if expected is not None and digest.digest() != expected:
         raise LaunchError(
             f"{path} is corrupted: the SHA-256 of its launcher region does not match the bundle trailer"
         )
-    return region, digest.hex()
+    return end, digest.hexdigest()
+
+
+def read_region(path: str, end: int, key: str) -> bytes:
+    """The launcher region, read for an extraction and checked against ``key`` once more, so an entry
+    can only ever hold the bytes its name (the hash) promises, even if the file changed meanwhile."""
+    import hashlib
+
+    if end > MAX_REGION_BYTES:
+        raise LaunchError(
+            f"{path}: the launcher region is {end} bytes, more than the {MAX_REGION_BYTES} a bundle runtime can be"
+        )
+    with open(path, "rb") as handle:
+        region = handle.read(end)
+    if len(region) != end or hashlib.sha256(region).hexdigest() != key:
+        raise LaunchError(f"{path} changed while it was being read")
+    return region
 
 
 def cache_roots() -> list[str]:
@@ -129,7 +171,11 @@ def open_root() -> str:
     for root in cache_roots():
         try:
             os.makedirs(root, mode=0o700, exist_ok=True)
-            check_private(root, os.stat(root))
+            # A default location is checked without following a symlink: another user can plant
+            # one at <tmp>/pybundle-<uid> (the sticky /tmp lets them) to point the cache at a
+            # directory of ours, where the sweep would then delete files. An explicit one is the
+            # user's own choice and may be a link.
+            check_private(root, os.stat(root) if explicit else os.lstat(root))
         except OSError as exc:
             failures.append(f"{root}: {exc.strerror or exc}")
         except LaunchError as exc:
@@ -156,7 +202,7 @@ def read_entry(entry: str, key: str) -> dict | None:
     try:
         with open(os.path.join(entry, STAMP_NAME), "rb") as handle:
             stamp = json.loads(handle.read())
-        if stamp["sha256"] != key:
+        if stamp["sha256"] != key or not valid_config(stamp["config"]):
             raise BrokenEntry(entry)
         for name, size in stamp["files"].items():
             if os.stat(os.path.join(entry, *name.split("/"))).st_size != size:
@@ -166,47 +212,105 @@ def read_entry(entry: str, key: str) -> dict | None:
     return stamp
 
 
+def valid_config(config: object) -> bool:
+    """Whether ``pybundle-launch.json`` says how to load the bundle in a form :func:`run` can use."""
+    if not isinstance(config, dict) or not isinstance(config.get("attr"), str):
+        return False
+    if config.get("kind") == "file":
+        path = config.get("path")
+        return isinstance(path, str) and not path.startswith("/") and ".." not in path.split("/")
+    return config.get("kind") == "module" and isinstance(config.get("module"), str)
+
+
+def make_dir(path: str) -> None:
+    """A directory others can read but never write, whatever the umask (0 is common in containers):
+    the default mode 0777 would let any local user change the code this bundle runs."""
+    os.mkdir(path, 0o755)
+
+
+def write_file(path: str, data: bytes) -> None:
+    """A new regular file, mode 0644 at most; never through an existing file or symlink."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
 def unpack(region: bytes, directory: str, key: str) -> dict:
-    """Extract the ZIP that ends ``region`` into ``directory`` and write the stamp last."""
+    """Extract the ZIP that ends ``region`` into ``directory`` and write the stamp last.
+
+    Only regular files with relative, normalised names are written, each into a directory this
+    function created (so no path can lead outside ``directory``); every directory holding Python
+    code also gets its ``__pycache__`` created here with the same safe mode, since the interpreter
+    would create it with the umask's. Any malformed archive is a LaunchError."""
     import io
     import json
+    import stat
     import zipfile
 
     files = {}
     try:
         with zipfile.ZipFile(io.BytesIO(region)) as archive:
+            infos = archive.infolist()
+            if len(infos) > MAX_ENTRIES or sum(info.file_size for info in infos) > MAX_UNPACKED_BYTES:
+                raise LaunchError(
+                    f"the embedded runtime archive declares {len(infos)} entries and "
+                    f"{sum(info.file_size for info in infos)} bytes, more than a bundle runtime can have"
+                )
             config = json.loads(archive.read(CONFIG_NAME))
-            for info in archive.infolist():
+            if not valid_config(config):
+                raise LaunchError(f"the embedded runtime's {CONFIG_NAME} is not a valid launch configuration")
+            made, code_dirs = {directory}, set()
+            for info in infos:
                 name = info.filename
                 if name.endswith("/"):
                     continue
                 parts = name.split("/")
-                if name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
+                if (
+                    len(parts) > MAX_NAME_DEPTH
+                    or len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_LENGTH
+                    or name.startswith("/")
+                    or "\\" in name
+                    or "\0" in name
+                    or any(p in ("", ".", "..") for p in parts)
+                ):
                     raise LaunchError(f"the embedded runtime has an unsafe entry name {name!r}")
-                target = os.path.join(directory, *parts)
-                os.makedirs(os.path.dirname(target), exist_ok=True)
+                if info.create_system == 3 and stat.S_IFMT(info.external_attr >> 16) not in (0, stat.S_IFREG):
+                    raise LaunchError(f"the embedded runtime entry {name!r} is not a regular file")
+                parent = directory
+                for part in parts[:-1]:
+                    parent = os.path.join(parent, part)
+                    if parent not in made:
+                        make_dir(parent)
+                        made.add(parent)
                 data = archive.read(info)
-                with open(target, "xb") as handle:
-                    handle.write(data)
+                write_file(os.path.join(parent, parts[-1]), data)
                 files[name] = len(data)
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise LaunchError(f"the embedded runtime archive is damaged: {exc}") from None
+                if name.endswith(".py"):
+                    code_dirs.add(parent)
+            for parent in sorted(code_dirs):
+                if not os.path.lexists(os.path.join(parent, "__pycache__")):
+                    make_dir(os.path.join(parent, "__pycache__"))
+    except (LaunchError, OSError):
+        raise
+    except Exception as exc:  # BadZipFile, bad CRC, zlib.error, encrypted or unsupported entries...
+        raise LaunchError(f"the embedded runtime archive is damaged: {type(exc).__name__}: {exc}") from None
     stamp = {"sha256": key, "config": config, "files": files}
-    with open(os.path.join(directory, STAMP_NAME), "w", encoding="utf-8") as handle:
-        json.dump(stamp, handle, sort_keys=True)
+    write_file(os.path.join(directory, STAMP_NAME), json.dumps(stamp, sort_keys=True).encode("utf-8"))
     return stamp
 
 
 def discard(path: str) -> None:
+    """Best-effort removal of a leftover; it never raises, so cleaning up can never be what makes a
+    start fail (``rmtree`` raises RecursionError on a tree deeper than the recursion limit)."""
     import shutil
 
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        try:
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
             os.unlink(path)
-        except OSError:
-            pass
+    except Exception:
+        pass
 
 
 def sweep(root: str, keep: str) -> None:
@@ -232,7 +336,7 @@ def sweep(root: str, keep: str) -> None:
                     aside = f"{path}.broken-{os.getpid()}-unused"
                     os.rename(path, aside)
                     discard(aside)
-        except OSError:
+        except Exception:  # a leftover that cannot be judged or removed is left alone
             pass
 
 
@@ -248,8 +352,12 @@ def mark_used(entry: str) -> None:
         pass
 
 
-def install(region: bytes, root: str, key: str) -> tuple[str, dict]:
-    """The cache entry for ``key``, extracting it first if it is missing or damaged."""
+def install(path: str, end: int, root: str, key: str) -> tuple[str, dict]:
+    """The cache entry for ``key``, extracting the region of ``path`` first if it is missing or damaged.
+
+    A damaged entry in the way is moved aside and the fresh copy renamed in *before* the old one is
+    deleted, so the entry path is missing only between two renames; a concurrent start that just
+    returned this entry keeps finding its files."""
     import errno
     import tempfile
 
@@ -261,10 +369,13 @@ def install(region: bytes, root: str, key: str) -> tuple[str, dict]:
             return entry, stamp
     except BrokenEntry:
         pass
+    region = read_region(path, end, key)
     sweep(root, key)
     staging = tempfile.mkdtemp(prefix=f".tmp-{key[:16]}-", dir=root)
+    asides = []
     try:
         stamp = unpack(region, staging, key)
+        del region
         os.chmod(staging, 0o755)
         for attempt in range(10):
             try:
@@ -283,11 +394,12 @@ def install(region: bytes, root: str, key: str) -> tuple[str, dict]:
                     os.rename(entry, aside)
                 except FileNotFoundError:
                     continue
-                discard(aside)
+                asides.append(aside)
         raise LaunchError(f"could not install the bundle runtime into {entry}")
     finally:
-        if os.path.lexists(staging):
-            discard(staging)
+        for leftover in [staging, *asides]:
+            if os.path.lexists(leftover):
+                discard(leftover)
 
 
 def run(path: str, args: list[str], entry: str, config: dict) -> int:
@@ -320,16 +432,18 @@ def main() -> int:
         return 1
     path, args = sys.argv[1], sys.argv[2:]
     try:
-        region, key = binary_region(path)
+        end, key = binary_region(path)
         root = open_root()
-        entry, stamp = install(region, root, key)
+        entry, stamp = install(path, end, root, key)
     except LaunchError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
     except OSError as exc:
         sys.stderr.write(f"error: cannot prepare the bundle runtime: {exc}\n")
         return 1
-    del region
+    except Exception as exc:  # MemoryError or a bug: still one line, never a traceback
+        sys.stderr.write(f"error: cannot prepare the bundle runtime: {type(exc).__name__}: {exc}\n")
+        return 1
     return run(path, args, entry, stamp["config"])
 
 

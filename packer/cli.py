@@ -25,7 +25,7 @@ from typing import Any
 import click
 
 from . import PackError
-from .inspect_ import load_bundle, render
+from .inspect_ import load_bundle, write_rendered
 from .launcher import DEFAULT_PYTHON
 from .pack import FORMATS, PackRequest, pack
 from .verify import verify
@@ -120,8 +120,11 @@ def pack_command(
 @click.option("--source", "with_source", is_flag=True, help="Also print the DAG source, before the manifest.")
 def inspect_command(bundle: str, with_source: bool) -> int:
     """Print the manifest of BUNDLE (either format), checking its trailer or archive on the way."""
-    data = render(load_bundle(bundle), with_source)
-    sys.stdout.buffer.write(data)
+    with load_bundle(bundle) as loaded:
+        if with_source:  # a damaged source must fail before anything is printed
+            for _ in loaded.iter_source():
+                pass
+        write_rendered(loaded, with_source, sys.stdout.buffer)
     sys.stdout.buffer.flush()
     return 0
 
@@ -163,11 +166,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PackError as exc:
         _error(str(exc))
         return 1
+    except BrokenPipeError:  # `bundle-pack inspect X | head`: the reader left, nothing to report
+        _silence_stdout()
+        return 1
+    except Exception as exc:  # a bug of ours: still one line and a defined status
+        _error(f"internal error: {type(exc).__name__}: {exc} (please report this)")
+        return 1
     return result if isinstance(result, int) else 0
 
 
 def _error(message: str) -> None:
     click.echo(f"error: {message}", err=True)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot raise again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import PackError
+from .manifest import show
 from .payload import AppFile, is_relative_to, runtime_dir
 
 TIMEOUT_SECONDS = 120.0
@@ -91,8 +95,20 @@ class RunResult:
     stderr: str
 
 
+class RunAborted(PackError):
+    """The run was stopped: it did not finish in time, or it printed more than a dump can be."""
+
+
+MAX_STDOUT_BYTES = 64 << 20  # a dump of the largest manifest bundle-pack reads is ~1 MiB
+STDERR_TAIL_BYTES = 64 << 10  # only the end of stderr is ever shown
+EXIT_GRACE_SECONDS = 1.0  # after the bundle exits, how long something it started may hold its pipes
+
+
 def start(command: Sequence[str], env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start ``command`` with stdin closed and both output streams captured."""
+    """Start ``command`` with stdin closed and both output streams captured.
+
+    It leads a new process group, so that :func:`finish` can stop whatever the bundle started too
+    (a bundle's import may spawn helpers that inherit the pipes and would keep them open)."""
     try:
         return subprocess.Popen(
             list(command),
@@ -100,19 +116,95 @@ def start(command: Sequence[str], env: Mapping[str, str] | None = None) -> subpr
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=dict(env) if env is not None else None,
+            start_new_session=True,
         )
     except OSError as exc:
         raise PackError(f"cannot run {command[0]}: {exc.strerror or exc}") from None
 
 
-def finish(process: subprocess.Popen[bytes], what: str, timeout: float = TIMEOUT_SECONDS) -> RunResult:
+def _exited(process: subprocess.Popen[bytes]) -> bool:
+    """Whether the process exited, *without* reaping it: while it is unreaped its pid, and so its
+    process group id, cannot be reused, which keeps the ``killpg`` in :func:`stop` safe."""
+    if process.returncode is not None:
+        return True
     try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.communicate()
-        raise PackError(f"{what} did not finish within {timeout:.0f} s") from None
-    return RunResult(process.returncode, stdout, stderr.decode("utf-8", "replace"))
+        return os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+    except (AttributeError, OSError):  # no waitid: polling reaps, which is fine without group kills
+        return process.poll() is not None
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Kill the process group (the run and anything it left behind), reap it, close its pipes."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:  # unkillable (uninterruptible sleep): leave it to init
+        pass
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def finish(
+    process: subprocess.Popen[bytes],
+    what: str,
+    timeout: float = TIMEOUT_SECONDS,
+    *,
+    stdout_limit: int = MAX_STDOUT_BYTES,
+) -> RunResult:
+    """Collect a run's output within ``timeout`` seconds and at most ``stdout_limit`` bytes of stdout.
+
+    Raises :class:`RunAborted` when it runs out of time or prints too much; either way the whole
+    process group is killed and nothing is left running. Memory is bounded: stdout up to the limit,
+    the last ``STDERR_TAIL_BYTES`` of stderr."""
+    deadline = time.monotonic() + timeout
+    out, err = bytearray(), bytearray()
+    problem = None
+    exited_at = None
+    selector = selectors.DefaultSelector()
+    try:
+        for stream, sink in ((process.stdout, out), (process.stderr, err)):
+            if stream is not None:
+                selector.register(stream, selectors.EVENT_READ, sink)
+        while selector.get_map() and problem is None:
+            now = time.monotonic()
+            if exited_at is None and _exited(process):
+                exited_at = now
+            limit = deadline if exited_at is None else min(deadline, exited_at + EXIT_GRACE_SECONDS)
+            if now >= limit:
+                if exited_at is None:
+                    problem = f"{what} did not finish within {timeout:.0f} s"
+                break  # it exited but something it started holds the pipes: stop listening
+            for key, _ in selector.select(min(limit - now, 0.1)):
+                data = os.read(key.fd, 1 << 16)
+                if not data:
+                    selector.unregister(key.fileobj)
+                    continue
+                sink = key.data
+                sink += data
+                if sink is err and len(err) > STDERR_TAIL_BYTES:
+                    del err[: len(err) - STDERR_TAIL_BYTES]
+                elif sink is out and len(out) > stdout_limit:
+                    problem = f"{what} printed more than {stdout_limit} bytes on stdout"
+                    break
+        if problem is None and exited_at is None:  # both pipes closed: the exit is imminent
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                problem = f"{what} did not finish within {timeout:.0f} s"
+    finally:
+        selector.close()
+        stop(process)
+    stderr = err.decode("utf-8", "replace")
+    if problem is not None:
+        detail = _tail(stderr)
+        raise RunAborted(problem + (f":\n{detail}" if detail else ""))
+    return RunResult(process.returncode, bytes(out), stderr)
 
 
 def parse_json(result: RunResult, what: str) -> Any:
@@ -122,6 +214,8 @@ def parse_json(result: RunResult, what: str) -> Any:
         raise PackError(f"{what} exited with status {result.returncode}:\n{detail}")
     try:
         return json.loads(result.stdout.decode("utf-8"))
+    except RecursionError:
+        raise PackError(f"{what} printed JSON nested too deeply to read") from None
     except (UnicodeDecodeError, ValueError) as exc:
         head = result.stdout[:200].decode("utf-8", "replace")
         raise PackError(
@@ -163,14 +257,21 @@ def introspect_target(target: str, document_flags: Sequence[str]) -> TargetInfo:
         "document": start(runtime_command(target, *document_flags)),
         "discover": start([sys.executable, "-c", DISCOVER_CODE, str(runtime_dir().parent), target]),
     }
-    results = {key: finish(process, f"the bundle ({key})") for key, process in runs.items()}
+    results = {}
+    try:
+        for key, process in runs.items():
+            results[key] = finish(process, f"the bundle ({key})")
+    finally:  # one run failing to finish must not leave the others running
+        for process in runs.values():
+            if process.returncode is None:
+                stop(process)
     metadata = parse_json(results["metadata"], f"{target} --bundle-metadata")
     document = parse_json(results["document"], f"{target} {' '.join(document_flags)}")
     report = parse_json(results["discover"], f"loading {target} to find its modules")
     if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str):
-        raise PackError(f"{target} --bundle-metadata printed {metadata!r}, not {{name, version}}")
+        raise PackError(f"{target} --bundle-metadata printed {show(metadata)}, not {{name, version}}")
     if not isinstance(document, dict):
-        raise PackError(f"{target} {' '.join(document_flags)} printed {document!r}, not a JSON object")
+        raise PackError(f"{target} {' '.join(document_flags)} printed {show(document)}, not a JSON object")
     app_files, warnings = plan_app_files(report)
     version = metadata.get("version")
     return TargetInfo(

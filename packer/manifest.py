@@ -18,6 +18,7 @@ such as ``123``, ``true`` or ``null`` never turns into a number, a bool or nothi
 from __future__ import annotations
 
 import re
+import reprlib
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +29,13 @@ SUPPORTED_SCHEMA_VERSION = (
     "2026-06-16"  # the only supervisor schema version apache-airflow-task-sdk 1.3.2 knows
 )
 MAX_ID_LENGTH = 250
+# What a manifest may reference in total. YAML aliases let a 1 KiB manifest name the same task list
+# from a million dags, and every check walks those lists, so the walk is budgeted; an alias-free
+# manifest within inspect_.MAX_MANIFEST_BYTES (512 KiB) cannot reach either number (a task costs at
+# least two bytes, ``a,``, and an id character at least one).
+MAX_TOTAL_TASKS = 1 << 18
+MAX_TOTAL_ID_CHARS = 1 << 19
+MAX_PROBLEMS = 50  # a report lists this many schema problems, then says there are more
 
 _VERSION_PATTERN = re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")
 _LANGUAGE_PATTERN = re.compile(r"^[a-z][a-z0-9_+.\-]*$")
@@ -140,7 +148,11 @@ class ManifestError(ValueError):
 
 
 def load(data: bytes) -> dict[str, Any]:
-    """Decode and parse a manifest the way Airflow's reader does (UTF-8, ``yaml.safe_load``, a mapping)."""
+    """Decode and parse a manifest the way Airflow's reader does (UTF-8, ``yaml.safe_load``, a mapping).
+
+    The pure-Python loader is Airflow's, and unlike libyaml's it cannot crash the process on deep
+    nesting (libyaml overflows the C stack; the pure loader raises ``RecursionError``). Constructors
+    raise plain ``ValueError`` for scalars such as ``2026-13-45``; every failure is a ManifestError."""
     import yaml
 
     try:
@@ -151,10 +163,28 @@ def load(data: bytes) -> dict[str, Any]:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         detail = " ".join(str(exc).split())
-        raise ManifestError(f"manifest is not valid YAML: {detail}") from None
+        raise ManifestError(f"manifest is not valid YAML: {show(detail, 300)}") from None
+    except RecursionError:
+        raise ManifestError("manifest is not valid YAML: it is nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ManifestError(f"manifest is not valid YAML: {show(str(exc), 300)}") from None
     if not isinstance(document, dict):
         raise ManifestError(f"manifest is not a YAML mapping (got {type(document).__name__})")
     return document
+
+
+_SHOW = reprlib.Repr()
+_SHOW.maxlevel, _SHOW.maxlist, _SHOW.maxtuple, _SHOW.maxdict, _SHOW.maxset = 2, 6, 6, 6, 6
+_SHOW.maxstring = _SHOW.maxother = _SHOW.maxlong = 120
+
+
+def show(value: Any, limit: int | None = None) -> str:
+    """``repr`` for messages, bounded: YAML aliases make a small manifest a structure whose full repr
+    is exponential (a "billion laughs"), and a 1 MiB id must not become a 1 MiB error line."""
+    if isinstance(value, str) and limit is not None:
+        return value if len(value) <= limit else value[: limit - 3] + "..."
+    text = _SHOW.repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def check_zip_manifest(document: Mapping[str, Any]) -> list[str]:
@@ -175,7 +205,7 @@ def check_executable_manifest(document: Mapping[str, Any]) -> list[str]:
     if isinstance(sdk, Mapping) and isinstance(sdk.get("supervisor_schema_version"), str):
         version = sdk["supervisor_schema_version"]
         if not _DATE_PATTERN.match(version):
-            problems.append(f"sdk.supervisor_schema_version {version!r} is not a YYYY-MM-DD date")
+            problems.append(f"sdk.supervisor_schema_version {show(version)} is not a YYYY-MM-DD date")
         elif version != SUPPORTED_SCHEMA_VERSION:
             problems.append(
                 f"sdk.supervisor_schema_version is {version!r}; apache-airflow-task-sdk 1.3.2 accepts only "
@@ -191,11 +221,11 @@ def _check_version(document: Mapping[str, Any], key: str) -> list[str]:
     if value is None:
         return [f"{key} is missing"]
     if not isinstance(value, str):
-        return [f"{key} must be a string, got {type(value).__name__} {value!r}"]
+        return [f"{key} must be a string, got {type(value).__name__} {show(value)}"]
     if not _VERSION_PATTERN.match(value):
-        return [f"{key} {value!r} is not a MAJOR.MINOR[.PATCH] version"]
+        return [f"{key} {show(value)} is not a MAJOR.MINOR[.PATCH] version"]
     if value.split(".")[0] != "1":
-        return [f"{key} {value!r} has an unsupported major version (this packer reads 1.x)"]
+        return [f"{key} {show(value)} has an unsupported major version (this packer reads 1.x)"]
     return []
 
 
@@ -207,16 +237,16 @@ def _check_sdk(document: Mapping[str, Any], keys: tuple[str, ...]) -> list[str]:
     for key in keys:
         value = sdk.get(key)
         if not isinstance(value, str) or not value:
-            problems.append(f"sdk.{key} must be a non-empty string, got {value!r}")
+            problems.append(f"sdk.{key} must be a non-empty string, got {show(value)}")
         elif key == "language" and not _LANGUAGE_PATTERN.match(value):
-            problems.append(f"sdk.language {value!r} is not a lower-case language id")
+            problems.append(f"sdk.language {show(value)} is not a lower-case language id")
     return problems
 
 
 def _check_name(document: Mapping[str, Any], key: str) -> list[str]:
     value = document.get(key)
     if not isinstance(value, str) or not value:
-        return [f"{key} must be a non-empty string, got {value!r}"]
+        return [f"{key} must be a non-empty string, got {show(value)}"]
     return []
 
 
@@ -226,23 +256,38 @@ def _check_dags(document: Mapping[str, Any]) -> list[str]:
         return ["dags is missing" if dags is None else f"dags must be a mapping, got {type(dags).__name__}"]
     if not dags:
         return ["dags is empty: the bundle routes no dag"]
-    problems = []
+    problems: list[str] = []
+    total_tasks = total_chars = 0
     for dag_id, entry in dags.items():
+        if len(problems) >= MAX_PROBLEMS:
+            problems.append("... (more problems not shown)")
+            break
         if not isinstance(dag_id, str) or not dag_id:
-            problems.append(f"dag id {dag_id!r} is not a non-empty string (quote it in the YAML)")
+            problems.append(f"dag id {show(dag_id)} is not a non-empty string (quote it in the YAML)")
             continue
+        name = show(dag_id, 120)
         if not isinstance(entry, Mapping) or "tasks" not in entry:
-            problems.append(f"dags.{dag_id} must be a mapping with a tasks list")
+            problems.append(f"dags.{name} must be a mapping with a tasks list")
             continue
         tasks = entry["tasks"]
         if not isinstance(tasks, list):
-            problems.append(f"dags.{dag_id}.tasks must be a list, got {type(tasks).__name__}")
+            problems.append(f"dags.{name}.tasks must be a list, got {type(tasks).__name__}")
             continue
-        problems += [
-            f"dags.{dag_id}.tasks has {task!r}, not a non-empty string"
-            for task in tasks
-            if not isinstance(task, str) or not task
-        ]
+        total_tasks += len(tasks)
+        total_chars += len(dag_id)
+        if total_tasks > MAX_TOTAL_TASKS:
+            return [f"the manifest lists more than {MAX_TOTAL_TASKS} tasks in total (YAML aliases?)"]
+        for task in tasks:
+            if not isinstance(task, str) or not task:
+                problems.append(f"dags.{name}.tasks has {show(task)}, not a non-empty string")
+                if len(problems) >= MAX_PROBLEMS:
+                    break
+            else:
+                total_chars += len(task)
+        if total_chars > MAX_TOTAL_ID_CHARS:
+            return [
+                f"the manifest's dag and task ids add up to more than {MAX_TOTAL_ID_CHARS} characters (YAML aliases?)"
+            ]
     return problems
 
 

@@ -16,18 +16,29 @@ manifest. Every problem is collected and reported, not just the first.
 
 from __future__ import annotations
 
+import codecs
 import os
 import shutil
 import stat
 import tempfile
 import zipfile
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import PackError, introspect
-from .inspect_ import LoadedBundle, load_bundle
+from .inspect_ import (
+    MAX_ENTRY_BYTES,
+    MAX_TOTAL_BYTES,
+    DamagedEntry,
+    LoadedBundle,
+    entry_type,
+    iter_entry,
+    load_bundle,
+)
 from .manifest import (
+    MAX_PROBLEMS,
     ExecutableManifest,
     ManifestError,
     ZipManifest,
@@ -36,6 +47,7 @@ from .manifest import (
     dags_of,
     id_warnings,
     load,
+    show,
 )
 from .zipbundle import UNIX, entry_mode
 
@@ -60,23 +72,31 @@ class Report:
 
 
 def verify(path: str, *, timeout: float = introspect.TIMEOUT_SECONDS) -> Report:
-    """Check the bundle at ``path`` statically and by running its executable."""
+    """Check the bundle at ``path`` statically and by running its executable.
+
+    Bounded for any input: memory by the limits of :mod:`packer.inspect_`, time by those limits and
+    by ``timeout`` for the one run that does not finish (the remaining runs are then skipped)."""
     report = Report(path)
     try:
         bundle = load_bundle(path)
     except PackError as exc:
         report.problems.append(str(exc))
         return report
-    report.format = bundle.format
-    document = _manifest(bundle, report)
-    if bundle.format == "executable":
-        executable_path, cleanup = _check_executable_file(bundle, report), None
-    else:
-        executable_path, cleanup = _check_zip(bundle, document, report)
+    cleanup = None
     try:
+        report.format = bundle.format
+        document = _manifest(bundle, report)
+        if bundle.format == "executable":
+            executable_path = _check_executable_file(bundle, report)
+        else:
+            executable_path, cleanup = _check_zip(bundle, document, report)
+        bundle.close()
         if document is not None and not report.problems and executable_path is not None:
             _run_checks(executable_path, bundle.format, document, report, timeout)
+    except PackError as exc:  # a read failing half-way (e.g. the file shrank under us)
+        report.problems.append(str(exc))
     finally:
+        bundle.close()
         if cleanup is not None:
             shutil.rmtree(cleanup, ignore_errors=True)
     return report
@@ -139,56 +159,94 @@ _KNOWN_SDK_KEYS = {"language", "version", "supervisor_schema_version"}
 
 
 def _check_executable_file(bundle: LoadedBundle, report: Report) -> str | None:
-    mode = stat.S_IMODE(os.stat(bundle.path).st_mode)
+    mode = stat.S_IMODE(bundle.mode)
     if not mode & 0o111:
         report.problems.append(
             f"{bundle.path} is not executable (mode {mode:04o}); Airflow only considers files with "
             "the exec bit: chmod 0755 it"
         )
         return None
-    assert bundle.executable_bundle is not None
-    source = bundle.executable_bundle.source
-    if not source:
-        report.warnings.append("the source region is empty: Airflow's UI will show no code")
-    else:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    empty, text = True, True
+    for chunk in bundle.iter_source():  # streamed: the source region may be any size
+        empty = False
+        if text:
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError:
+                text = False
+    if text and not empty:
         try:
-            source.decode("utf-8")
+            decoder.decode(b"", final=True)
         except UnicodeDecodeError:
-            report.warnings.append("the source region is not UTF-8 text")
+            text = False
+    if empty:
+        report.warnings.append("the source region is empty: Airflow's UI will show no code")
+    elif not text:
+        report.warnings.append("the source region is not UTF-8 text")
     return os.path.abspath(bundle.path)  # a bare name must not be looked up on PATH
 
 
 def _check_zip(
     bundle: LoadedBundle, document: Mapping[str, Any] | None, report: Report
 ) -> tuple[str | None, str | None]:
+    """Static checks of a ZIP bundle, then its executable entry copied out to run.
+
+    Nothing is extracted but that one entry (by name, to a fresh directory): names that would escape
+    an extraction directory and symbolic links are reported, never followed. The CRC pass reads
+    every entry in chunks, and only if the declared sizes are within the limits (a zip bomb is
+    reported, not expanded)."""
     archive = bundle.archive
     assert archive is not None
-    names = archive.namelist()
-    for name in sorted({name for name in names if names.count(name) > 1}):
-        report.problems.append(f"{bundle.path}: entry {name!r} appears more than once")
-    for name in names:
+    infos = archive.infolist()
+    names = [info.filename for info in infos]
+    counts = Counter(names)
+    for name in sorted(name for name, count in counts.items() if count > 1):
+        report.problems.append(f"{bundle.path}: entry {show(name)} appears more than once")
+    total = 0
+    for info in infos:
+        name = info.filename
         parts = name.split("/")
-        if name.startswith("/") or "\\" in name or ".." in parts:
-            report.problems.append(f"{bundle.path}: entry name {name!r} would escape an extraction directory")
-    try:
-        damaged = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        damaged = f"? ({exc})"
-    if damaged is not None:
-        report.problems.append(f"{bundle.path}: entry {damaged!r} is damaged (CRC-32 mismatch or bad header)")
+        if name.startswith("/") or "\\" in name or "\0" in name or ".." in parts or name[1:3] == ":/":
+            report.problems.append(
+                f"{bundle.path}: entry name {show(name)} would escape an extraction directory"
+            )
+        if entry_type(info) == stat.S_IFLNK:
+            report.problems.append(
+                f"{bundle.path}: entry {show(name)} is a symbolic link; a consumer extracting the bundle "
+                "would create a link that can point anywhere"
+            )
+        total += info.file_size
+        if info.file_size > MAX_ENTRY_BYTES:
+            report.problems.append(
+                f"{bundle.path}: entry {show(name)} declares {info.file_size} bytes uncompressed, more than "
+                f"the {MAX_ENTRY_BYTES} a bundle entry may have (a zip bomb?)"
+            )
+    if total > MAX_TOTAL_BYTES:
+        report.problems.append(
+            f"{bundle.path}: the entries declare {total} bytes uncompressed in total, more than the "
+            f"{MAX_TOTAL_BYTES} bundle-pack checks (a zip bomb?)"
+        )
+    if not report.problems:
+        damaged = [problem for info in infos if (problem := _damage(archive, info, bundle.path))]
+        report.problems += damaged[:10]
+        if len(damaged) > 10:
+            report.problems.append(f"{bundle.path}: {len(damaged) - 10} more damaged entries")
     if document is None:
         return None, None
     for key in ("source", "executable"):
         name = document[key]
         if "/" in name:
-            report.problems.append(f"{bundle.path}: manifest {key} {name!r} is not at the archive root")
-        elif name not in names:
-            report.problems.append(f"{bundle.path}: manifest {key} {name!r} is not an entry of the archive")
+            report.problems.append(f"{bundle.path}: manifest {key} {show(name)} is not at the archive root")
+        elif name not in counts:
+            report.problems.append(
+                f"{bundle.path}: manifest {key} {show(name)} is not an entry of the archive"
+            )
     if report.problems:
         return None, None
     info = archive.getinfo(document["executable"])
     mode = entry_mode(info)
-    file_type = stat.S_IFMT(info.external_attr >> 16)
+    file_type = entry_type(info)
     if info.create_system != UNIX or not mode & 0o111:
         report.problems.append(
             f"{bundle.path}: executable entry {info.filename!r} has no exec bits in its external attributes "
@@ -200,10 +258,29 @@ def _check_zip(
         return None, None
     directory = tempfile.mkdtemp(prefix="bundle-pack-verify-")
     path = os.path.join(directory, os.path.basename(info.filename))
-    with open(path, "wb") as handle:
-        handle.write(archive.read(info))
+    try:
+        with open(path, "wb") as handle:
+            for chunk in iter_entry(archive, info, bundle.path, MAX_ENTRY_BYTES):
+                handle.write(chunk)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
     os.chmod(path, 0o755)  # ZipFile does not restore modes; the spec tells consumers to chmod
     return path, directory
+
+
+def _damage(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: str) -> str | None:
+    """Why an entry cannot be read back intact (bad header, CRC-32 mismatch...), or None."""
+    if info.is_dir():
+        return None
+    try:
+        for _ in iter_entry(archive, info, path, MAX_ENTRY_BYTES):
+            pass
+    except DamagedEntry as exc:
+        return f"{path}: entry {info.filename!r} is damaged (CRC-32 mismatch or bad header): {exc.detail}"
+    except PackError as exc:
+        return str(exc)
+    return None
 
 
 def _run_checks(
@@ -224,6 +301,9 @@ def _run_checks(
                 answers[flags[0]] = introspect.parse_json(
                     introspect.finish(introspect.start([executable, *flags], env), what, timeout), what
                 )
+            except introspect.RunAborted as exc:  # a hung or flooding bundle: one bounded try is enough
+                report.problems.append(str(exc))
+                break
             except PackError as exc:
                 report.problems.append(str(exc))
     finally:
@@ -234,7 +314,9 @@ def _run_checks(
     if info is not None and not (
         isinstance(info, dict) and isinstance(info.get("name"), str) and info["name"]
     ):
-        report.problems.append(f"{report.path}: --bundle-metadata printed {info!r}, not a named BundleInfo")
+        report.problems.append(
+            f"{report.path}: --bundle-metadata printed {show(info)}, not a named BundleInfo"
+        )
     spec = answers.get("--dump-bundle-spec")
     if spec is not None:
         if fmt == "zip":
@@ -257,7 +339,7 @@ def _run_checks(
 def _compare_field(answer: Any, key: str, expected: Any, what: str) -> list[str]:
     actual = answer.get(key) if isinstance(answer, dict) else None
     if actual != expected:
-        return [f"{what} reports {key} {actual!r}, the manifest says {expected!r}"]
+        return [f"{what} reports {key} {show(actual)}, the manifest says {show(expected)}"]
     return []
 
 
@@ -266,14 +348,17 @@ def _compare_sdk(answer: Any, sdk: Mapping[str, Any], keys: tuple[str, ...], wha
     if not isinstance(reported, dict):
         return [f"{what} printed no sdk object"]
     return [
-        f"{what} reports sdk.{key} {reported.get(key)!r}, the manifest says {sdk[key]!r}"
+        f"{what} reports sdk.{key} {show(reported.get(key))}, the manifest says {show(sdk[key])}"
         for key in keys
         if reported.get(key) != sdk[key]
     ]
 
 
 def compare_dags(manifest_dags: Mapping[str, list[str]], answer: Any, what: str) -> list[str]:
-    """Differences between the manifest's dags/tasks and what the bundle itself reports."""
+    """Differences between the manifest's dags/tasks and what the bundle itself reports.
+
+    Membership uses sets (a bundle may report hundreds of thousands of tasks) and the list is cut
+    after ``MAX_PROBLEMS`` entries, so a wildly wrong answer costs linear time and a short report."""
     reported = answer.get("dags") if isinstance(answer, dict) else None
     if not isinstance(reported, dict):
         return [f"{what} printed no dags object"]
@@ -281,23 +366,31 @@ def compare_dags(manifest_dags: Mapping[str, list[str]], answer: Any, what: str)
     for dag_id in sorted(manifest_dags):
         entry = reported.get(dag_id)
         if not isinstance(entry, dict) or not isinstance(entry.get("tasks"), list):
-            problems.append(f"dag {dag_id!r} is in the manifest, but the bundle's {what} does not expose it")
+            problems.append(
+                f"dag {show(dag_id)} is in the manifest, but the bundle's {what} does not expose it"
+            )
             continue
         tasks = entry["tasks"]
+        expected = set(manifest_dags[dag_id])
+        exposed = {task for task in tasks if isinstance(task, str)}
         problems += [
-            f"task {task!r} of dag {dag_id!r} is in the manifest, but not in the bundle's {what}"
+            f"task {show(task)} of dag {show(dag_id)} is in the manifest, but not in the bundle's {what}"
             for task in manifest_dags[dag_id]
-            if task not in tasks
+            if task not in exposed
         ]
         problems += [
-            f"the bundle's {what} has task {task!r} in dag {dag_id!r}, which the manifest does not list"
+            f"the bundle's {what} has task {show(task)} in dag {show(dag_id)}, which the manifest does not list"
             for task in tasks
-            if task not in manifest_dags[dag_id]
+            if not isinstance(task, str) or task not in expected
         ]
+        if len(problems) > MAX_PROBLEMS:
+            break
     problems += [
-        f"the bundle's {what} exposes dag {dag_id!r}, which the manifest does not list "
+        f"the bundle's {what} exposes dag {show(dag_id)}, which the manifest does not list "
         "(Airflow would not route its tasks to this bundle)"
         for dag_id in sorted(reported)
         if dag_id not in manifest_dags
     ]
+    if len(problems) > MAX_PROBLEMS:
+        problems = [*problems[:MAX_PROBLEMS], f"... and {len(problems) - MAX_PROBLEMS} more differences"]
     return problems

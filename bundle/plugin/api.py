@@ -6,6 +6,14 @@ Requests carry what the task SDK's own client sends: ``Authorization: Bearer``, 
 ``Airflow-API-Version`` the Execution API negotiates on, and a UUIDv7 ``Correlation-Id`` that ties
 server logs to this process. A ``Refreshed-API-Token`` answer replaces the token, as the task SDK
 does, so long tasks keep a valid JWT.
+
+Every request is bounded in time, whatever the server does: each attempt gets ``timeout`` seconds
+per socket operation (connect, each send and receive: the progress bound, like httpx's) and
+``ATTEMPT_FACTOR`` times that in total (a watchdog shuts the socket down, so a server that trickles
+one byte at a time cannot hold a task forever); connection errors, timeouts and 5xx answers are
+retried ``RETRIES`` times in all with the ``RETRY_WAIT_SECONDS`` backoff. With the defaults a request
+gives up after at most 3 x 30 s + 2.5 s = 92.5 s (a server that accepts and never answers: 3 x 10 s
++ 2.5 s = 32.5 s; one that answers 500 or refuses connections: 2.5 s plus three round trips).
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import http.client
 import json
 import os
 import random
+import socket
 import ssl
 import threading
 import time
@@ -28,9 +37,20 @@ from .._version import __version__
 
 # The version apache-airflow-task-sdk 1.3.2 sends (airflow.sdk.api.datamodels._generated.API_VERSION).
 API_VERSION = "2026-06-30"
-DEFAULT_TIMEOUT_SECONDS = 30.0
-RETRIES = 3  # attempts for connection errors and 5xx answers
-RETRY_WAIT_SECONDS = (0.25, 1.0)
+DEFAULT_TIMEOUT_SECONDS = 10.0  # per socket operation (the task SDK's httpx client uses 5 s)
+TIMEOUT_ENV = "PYBUNDLE_API_TIMEOUT_SECONDS"  # overrides the default (tests shorten it)
+ATTEMPT_FACTOR = 3  # an attempt may take this many timeouts in total, however the bytes trickle
+RETRIES = 3  # attempts for connection errors, timeouts and 5xx answers
+RETRY_WAIT_SECONDS = (0.5, 2.0)
+
+
+def default_timeout() -> float:
+    """``$PYBUNDLE_API_TIMEOUT_SECONDS`` when it is a positive number, else the default."""
+    try:
+        value = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_SECONDS)
+    except ValueError:
+        return DEFAULT_TIMEOUT_SECONDS
+    return value if value > 0 else DEFAULT_TIMEOUT_SECONDS
 
 
 class ApiError(Exception):
@@ -105,7 +125,7 @@ def json_default(value: Any) -> Any:
 class ExecutionApiClient:
     """Thread-safe (one connection per request): the heartbeat thread and the task share it."""
 
-    def __init__(self, base_url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS):
+    def __init__(self, base_url: str, token: str, *, timeout: float | None = None):
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"execution API URL {base_url!r} is not an http(s) URL")
@@ -114,7 +134,7 @@ class ExecutionApiClient:
         self._host = parts.hostname
         self._port = parts.port
         self._base_path = parts.path.rstrip("/")
-        self._timeout = timeout
+        self._timeout = default_timeout() if timeout is None else timeout
         self._token = token
         self._lock = threading.Lock()
         self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
@@ -133,10 +153,14 @@ class ExecutionApiClient:
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
         has_body: bool = False,
+        attempts: int = RETRIES,
+        timeout: float | None = None,
     ) -> Response:
         """Send one request (``path`` relative to the base URL); raise ``ApiError`` on errors.
 
-        ``has_body`` sends ``json_body`` even when it is ``None`` (a JSON ``null``)."""
+        ``has_body`` sends ``json_body`` even when it is ``None`` (a JSON ``null``); ``attempts`` and
+        ``timeout`` override the retry count and the per-operation timeout for this request (a
+        plugin that is shutting down has no time for retries)."""
         query = encode_query(params)
         target = f"{self._base_path}/{path.lstrip('/')}" + (f"?{query}" if query else "")
         payload = (
@@ -145,11 +169,13 @@ class ExecutionApiClient:
             else None
         )
         last: ApiError | None = None
-        for attempt in range(RETRIES):
+        for attempt in range(max(1, attempts)):
             if attempt:
                 time.sleep(RETRY_WAIT_SECONDS[min(attempt - 1, len(RETRY_WAIT_SECONDS) - 1)])
             try:
-                return self._once(method, path, target, payload)
+                return self._once(
+                    method, path, target, payload, self._timeout if timeout is None else timeout
+                )
             except ApiError as exc:
                 if exc.status is not None and exc.status < 500:
                     raise
@@ -157,7 +183,7 @@ class ExecutionApiClient:
         assert last is not None
         raise last
 
-    def _once(self, method: str, path: str, target: str, payload: bytes | None) -> Response:
+    def _once(self, method: str, path: str, target: str, payload: bytes | None, timeout: float) -> Response:
         headers = {
             "Authorization": f"Bearer {self.token}",
             "Airflow-API-Version": API_VERSION,
@@ -169,20 +195,36 @@ class ExecutionApiClient:
             headers["Content-Type"] = "application/json"
         conn: http.client.HTTPConnection
         if self._ssl is not None:
-            conn = http.client.HTTPSConnection(
-                self._host, self._port, timeout=self._timeout, context=self._ssl
-            )
+            conn = http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._ssl)
         else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+        limit = timeout * ATTEMPT_FACTOR
+        expired = threading.Event()
+
+        def expire() -> None:  # wakes a receive blocked on a server that keeps the socket busy
+            expired.set()
+            sock = conn.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        watchdog = threading.Timer(limit, expire)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             conn.request(method, target, body=payload, headers=headers)
             raw = conn.getresponse()
             data = raw.read()
             status = raw.status
             response_headers = {k.lower(): v for k, v in raw.getheaders()}
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            if expired.is_set():
+                raise ApiError(method, path, None, None, f"no complete answer within {limit:g} s") from exc
             raise ApiError(method, path, None, None, f"{type(exc).__name__}: {exc}") from exc
         finally:
+            watchdog.cancel()
             conn.close()
         refreshed = response_headers.get("refreshed-api-token")
         if refreshed:

@@ -17,11 +17,13 @@ Deliberate differences from the Go runner, both so the real Execution API accept
 
 from __future__ import annotations
 
+import contextvars
 import getpass
 import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -40,6 +42,16 @@ from .transport import ExecutionApiTransport
 
 HEARTBEAT_INTERVAL_SECONDS = 5.0
 HEARTBEAT_INTERVAL_ENV = "PYBUNDLE_HEARTBEAT_INTERVAL_SECONDS"  # tests shorten it
+# The released supervisor's rules ([workers] max_failed_heartbeats = 3; NOT_FOUND, CONFLICT, GONE).
+MAX_FAILED_HEARTBEATS = 3
+REFUSED_HEARTBEAT = (404, 409, 410)
+# Each beat is one attempt (the next beat is the retry), so "3 failures" alone would be 15 s of API
+# outage; a task is given up only once Airflow has also not heard from it for this long, well
+# before the scheduler's zombie timeout (300 s by default) could start a second copy elsewhere.
+HEARTBEAT_GIVE_UP_SECONDS = 120.0
+HEARTBEAT_GIVE_UP_ENV = "PYBUNDLE_HEARTBEAT_GIVE_UP_SECONDS"  # tests shorten it
+HEARTBEAT_JOIN_SECONDS = 1.0  # a beat stuck on a hanging API must not delay the final state
+REPORT_SLACK_SECONDS = 0.1  # abort_all waits at most report_timeout + this for the final reports
 
 task_log = logging.getLogger(RUNTIME_LOGGER)
 
@@ -173,16 +185,26 @@ def state_payload(outcome: TaskOutcome, end_date: datetime) -> dict[str, Any]:
     return {"state": outcome.state, "end_date": end}
 
 
-def _heartbeat_interval() -> float:
-    raw = os.environ.get(HEARTBEAT_INTERVAL_ENV)
+def _seconds_from_env(name: str, default: float, minimum: float) -> float:
+    raw = os.environ.get(name)
     try:
-        return max(0.05, float(raw)) if raw else HEARTBEAT_INTERVAL_SECONDS
+        return max(minimum, float(raw)) if raw else default
     except ValueError:
-        return HEARTBEAT_INTERVAL_SECONDS
+        return default
+
+
+def _heartbeat_interval() -> float:
+    return _seconds_from_env(HEARTBEAT_INTERVAL_ENV, HEARTBEAT_INTERVAL_SECONDS, 0.05)
 
 
 class _Heartbeat:
-    """Beats until stopped; a 404/409 answer means Airflow no longer wants the task: cancel it."""
+    """Beats until stopped, with the released supervisor's rules: a 404, 409 or 410 answer means
+    Airflow no longer wants the task; failures in a row (at least ``MAX_FAILED_HEARTBEATS``, over
+    at least ``HEARTBEAT_GIVE_UP_SECONDS``) mean Airflow can no longer see it and will declare it a
+    zombie, and may start a retry elsewhere. Either way the task is cancelled and reported
+    ``failed``.
+
+    The thread runs in a copy of the task's context, so its records land in that task's log."""
 
     def __init__(
         self, api: ExecutionApiClient, ti_id: str, hostname: str, context: Context, log: HclogWriter
@@ -194,7 +216,12 @@ class _Heartbeat:
         self._log = log
         self._stop = threading.Event()
         self.refused = False
-        self._thread = threading.Thread(target=self._run, name="pybundle-heartbeat", daemon=True)
+        self.gave_up = False
+        self.failures = 0
+        task_context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=task_context.run, args=(self._run,), name="pybundle-heartbeat", daemon=True
+        )
 
     def __enter__(self) -> _Heartbeat:
         self._thread.start()
@@ -202,16 +229,22 @@ class _Heartbeat:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=HEARTBEAT_JOIN_SECONDS)
 
     def _run(self) -> None:
         interval = _heartbeat_interval()
+        give_up = _seconds_from_env(HEARTBEAT_GIVE_UP_ENV, HEARTBEAT_GIVE_UP_SECONDS, 0.0)
         body = {"hostname": self._hostname, "pid": os.getpid()}
+        last_success = time.monotonic()
         while not self._stop.wait(interval):
             try:
-                self._api.request("PUT", f"task-instances/{self._ti_id}/heartbeat", json_body=body)
+                self._api.request(
+                    "PUT", f"task-instances/{self._ti_id}/heartbeat", json_body=body, attempts=1
+                )
             except ApiError as exc:
-                if exc.status in (404, 409):
+                if self._stop.is_set():  # the task ended while this beat was out: nothing to say
+                    return
+                if exc.status in REFUSED_HEARTBEAT:
                     self.refused = True
                     self._log.log(
                         "error",
@@ -225,7 +258,51 @@ class _Heartbeat:
                     )
                     self._context.cancelled.set()
                     return
-                self._log.log("info", "heartbeating", error=str(exc))
+                self.failures += 1
+                self._log.log(
+                    "warn",
+                    "Failed to send heartbeat. Will be retried",
+                    failed_heartbeats=self.failures,
+                    max_retries=MAX_FAILED_HEARTBEATS,
+                    error=str(exc),
+                )
+                silent = time.monotonic() - last_success
+                if self.failures >= MAX_FAILED_HEARTBEATS and silent >= give_up:
+                    self.gave_up = True
+                    task_log.error(
+                        "Too many failed heartbeats; terminating workload",
+                        extra={
+                            "failed_heartbeats": self.failures,
+                            "seconds_without_heartbeat": round(silent, 1),
+                            "error": str(exc),
+                        },
+                    )
+                    self._context.cancelled.set()
+                    return
+            else:
+                self.failures = 0
+                last_success = time.monotonic()
+
+
+class _ActiveRun:
+    """A workload in flight, so that a stopping plugin can cancel it and report it once."""
+
+    def __init__(self, api: ExecutionApiClient, workload: Workload, cancel: threading.Event):
+        self.api = api
+        self.workload = workload
+        self.cancel = cancel
+        self.done = threading.Event()
+        self.task_context: contextvars.Context | None = None
+        self._reported = False
+        self._lock = threading.Lock()
+
+    def claim_report(self) -> bool:
+        """True for the first caller only: the final state is sent once per workload."""
+        with self._lock:
+            if self._reported:
+                return False
+            self._reported = True
+            return True
 
 
 class TaskRunner:
@@ -240,6 +317,9 @@ class TaskRunner:
             self.unixname = getpass.getuser()
         except Exception:  # no passwd entry (containers): Airflow needs a string, not a crash
             self.unixname = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+        self._active: set[_ActiveRun] = set()
+        self._active_lock = threading.Lock()
+        self._closing = False
 
     def run(self, workload: Workload, cancel: threading.Event | None = None) -> str:
         """Run the workload; return the state reported to Airflow, raise ``RunnerError`` otherwise."""
@@ -260,14 +340,84 @@ class TaskRunner:
             # running, which the Execution API refuses (409); the host marks the edge job failed.
             self.log.log("error", "Could not create logger", error=str(exc), **fields)
             raise RunnerError(f"could not create the task log: {exc}") from exc
-        with logging_setup:
-            return self._run_logged(api, workload, cancel, fields)
+        active = _ActiveRun(api, workload, cancel if cancel is not None else threading.Event())
+        with self._active_lock:
+            if self._closing:  # after abort_all's snapshot: it would be neither cancelled nor reported
+                logging_setup.close()
+                raise RunnerError("the plugin is shutting down", code="UNAVAILABLE")
+            self._active.add(active)
+        try:
+            with logging_setup:
+                active.task_context = contextvars.copy_context()
+                return self._run_logged(api, workload, active, fields)
+        finally:
+            active.done.set()
+            with self._active_lock:
+                self._active.discard(active)
+
+    def abort_all(self, reason: str, grace: float, report_timeout: float) -> int:
+        """Stop every running workload within ``grace + report_timeout + REPORT_SLACK_SECONDS``.
+
+        The plugin is going away (the host's Shutdown, SIGTERM, or the host died): each task is
+        cancelled and given ``grace`` seconds to end, which reports its own state; a task still
+        running then is reported ``failed`` here with a single short request, because the process
+        exits next and a thread cannot be stopped. (Reported, the task instance is final at once
+        and retried by Airflow's rules; unreported, it would stay ``running`` until the scheduler
+        declares it a zombie, minutes later.) Returns how many were still running."""
+        with self._active_lock:
+            self._closing = True
+            runs = list(self._active)
+        for run in runs:
+            run.cancel.set()
+        deadline = time.monotonic() + grace
+        for run in runs:
+            run.done.wait(max(0.0, deadline - time.monotonic()))
+        stuck = [run for run in runs if not run.done.is_set()]
+        senders = [
+            threading.Thread(
+                target=self._report_stuck, args=(run, reason, grace, report_timeout), daemon=True
+            )
+            for run in stuck
+        ]
+        for sender in senders:
+            sender.start()
+        report_deadline = time.monotonic() + report_timeout + REPORT_SLACK_SECONDS
+        for sender in senders:  # a report still in flight then dies with the process
+            sender.join(max(0.0, report_deadline - time.monotonic()))
+        return len(stuck)
+
+    def _report_stuck(self, run: _ActiveRun, reason: str, grace: float, timeout: float) -> None:
+        if not run.claim_report():  # the task is reporting its own state right now
+            return
+        message = (
+            f"{reason}: the task did not stop within {grace:g} s of being cancelled; reporting it failed"
+        )
+
+        def report() -> None:
+            task_log.error(message)
+            body = state_payload(TaskOutcome(FAILED, reason=reason), datetime.now(timezone.utc))
+            try:
+                run.api.request(
+                    "PATCH",
+                    f"task-instances/{run.workload.ti_id}/state",
+                    json_body=body,
+                    attempts=1,
+                    timeout=timeout,
+                )
+            except ApiError as exc:
+                self.log.log(
+                    "error", "Error reporting final state to server", error=str(exc), final_state=FAILED
+                )
+            else:
+                self.log.log("warn", message, ti_id=str(run.workload.ti_id), task_id=run.workload.task_id)
+
+        (run.task_context or contextvars.copy_context()).run(report)
 
     def _run_logged(
         self,
         api: ExecutionApiClient,
         workload: Workload,
-        cancel: threading.Event | None,
+        active: _ActiveRun,
         fields: dict[str, str],
     ) -> str:
         ti_path = f"task-instances/{workload.ti_id}"
@@ -295,27 +445,29 @@ class TaskRunner:
                 "Task not registered", extra={"dag_id": workload.dag_id, "task_id": workload.task_id}
             )
             self.log.log("error", "Task not registered", **fields)
-            return self._report(api, workload, TaskOutcome(FAILED, reason="task not registered"))
+            return self._report(api, workload, TaskOutcome(FAILED, reason="task not registered"), active)
 
         context = build_context(workload, run_context, self.hostname)
-        if cancel is not None:
-            context.cancelled = cancel  # the gRPC call ending cancels the task, as Go's ctx did
-            if cancel.is_set():
-                task_log.warning("The host cancelled the call before the task started")
+        context.cancelled = active.cancel  # the gRPC call ending cancels the task, as Go's ctx did
+        if active.cancel.is_set():
+            task_log.warning("The host cancelled the call before the task started")
         client = MessageClient(ExecutionApiTransport(api, str(workload.ti_id)), context.ti, TASK_ACCESS)
         with _Heartbeat(api, str(workload.ti_id), self.hostname, context, self.log) as heartbeat:
             outcome = execute_task(self.registry, context, client)
-        if heartbeat.refused and outcome.state != FAILED:
-            outcome = TaskOutcome(
-                FAILED, outcome.return_value, outcome.error, "heartbeat refused by the server"
-            )
+        if (heartbeat.refused or heartbeat.gave_up) and outcome.state != FAILED:
+            why = "heartbeat refused by the server" if heartbeat.refused else "too many failed heartbeats"
+            outcome = TaskOutcome(FAILED, outcome.return_value, outcome.error, why)
         if outcome.state == SUCCESS:
             task_log.info("Task succeeded")
         self.log.log("info", "Task finished", state=outcome.state, reason=outcome.reason or "", **fields)
-        return self._report(api, workload, outcome)
+        return self._report(api, workload, outcome, active)
 
-    def _report(self, api: ExecutionApiClient, workload: Workload, outcome: TaskOutcome) -> str:
+    def _report(
+        self, api: ExecutionApiClient, workload: Workload, outcome: TaskOutcome, active: _ActiveRun
+    ) -> str:
         body = state_payload(outcome, datetime.now(timezone.utc))
+        if not active.claim_report():  # the stopping plugin reported it already
+            return FAILED
         try:
             api.request("PATCH", f"task-instances/{workload.ti_id}/state", json_body=body)
         except ApiError as exc:

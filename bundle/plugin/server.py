@@ -60,6 +60,12 @@ HEALTH_SERVICE = "plugin"
 # runs one workload per process, but nothing forbids concurrent Execute calls.
 MAX_WORKERS = 32
 STOP_GRACE_SECONDS = 0.5
+# When the plugin stops with tasks running: how long a cancelled task gets to end (and report its
+# own state), then the timeout of the one request that reports a task still running as failed
+# (waited for at most REPORT_SLACK_SECONDS longer, however the server trickles). Together with the
+# rest of the teardown (~0.1 s) they stay well inside the 2 s the host waits before SIGKILL.
+TASK_STOP_GRACE_SECONDS = 0.6
+FINAL_REPORT_TIMEOUT_SECONDS = 0.4
 PARENT_POLL_SECONDS = 0.25
 NETWORK_ENV = "PYBUNDLE_PLUGIN_NETWORK"  # "tcp" forces the TCP listener (tests, Windows-like hosts)
 _SUN_PATH_MAX = 107
@@ -256,6 +262,8 @@ class DagBundleServicer(plugin_pb2_grpc.DagBundleServicer):
                 grpc.StatusCode.NOT_FOUND,
                 f"dag bundle not found: {_go_bundle_info(workload.bundle_name, workload.bundle_version)}",
             )
+        if self.state.stop.is_set():
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the plugin is shutting down")
         cancelled = threading.Event()
         context.add_callback(cancelled.set)
         with self.state.lock:
@@ -271,6 +279,14 @@ class DagBundleServicer(plugin_pb2_grpc.DagBundleServicer):
             with self.state.lock:
                 self.state.executing -= 1
         return plugin_pb2.Execute.Response()
+
+    def abort_running(self, reason: str) -> int:
+        """Cancel and report the running tasks before the process exits; how many had to be
+        reported failed here because they did not end in time."""
+        runner = self._runner
+        if runner is None:
+            return 0
+        return runner.abort_all(reason, TASK_STOP_GRACE_SECONDS, FINAL_REPORT_TIMEOUT_SECONDS)
 
     def _get_runner(self) -> TaskRunner | None:
         """Register the DAGs once per process (Go's lazy ``RegisterDags``); ``None`` if that fails."""
@@ -413,7 +429,8 @@ def serve_plugin(provider: BundleProvider) -> int:
     health_servicer.set(HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    plugin_pb2_grpc.add_DagBundleServicer_to_server(DagBundleServicer(provider, state), server)
+    bundle_servicer = DagBundleServicer(provider, state)
+    plugin_pb2_grpc.add_DagBundleServicer_to_server(bundle_servicer, server)
     grpc_controller_pb2_grpc.add_GRPCControllerServicer_to_server(ControllerServicer(state), server)
     grpc_stdio_pb2_grpc.add_GRPCStdioServicer_to_server(StdioServicer(capture), server)
     grpc_broker_pb2_grpc.add_GRPCBrokerServicer_to_server(BrokerServicer(state), server)
@@ -440,7 +457,7 @@ def serve_plugin(provider: BundleProvider) -> int:
     while not state.stop.wait(PARENT_POLL_SECONDS):
         if os.getppid() != parent:
             state.request_stop("the host process exited", 1)
-    return _teardown(state, server, executor, health_servicer, capture, listener)
+    return _teardown(state, server, executor, health_servicer, capture, listener, bundle_servicer)
 
 
 def _credentials(writer: HclogWriter) -> tuple[Any, str]:
@@ -468,8 +485,13 @@ def _teardown(
     health_servicer: health.HealthServicer,
     capture: StdioCapture,
     listener: Listener,
+    bundle_servicer: DagBundleServicer,
 ) -> NoReturn:
     """Stop serving and end the process, the way a Go plugin's ``main`` returns after ``Serve``.
+
+    Tasks still running are cancelled first and reported (see ``TaskRunner.abort_all``): the
+    process is about to end, and a task instance left ``running`` would wait minutes for the
+    scheduler's zombie detection. It all fits in the 2 s the host waits before SIGKILL.
 
     The streams are ended first so the server stops without waiting out its grace period, and
     the process exits with ``os._exit`` once ``atexit`` handlers (the bundle's, ``logging``'s) ran:
@@ -479,14 +501,18 @@ def _teardown(
     began = time.monotonic()
     writer = state.writer
     writer.log("debug", "plugin stopping", reason=state.reason)
+    stuck = 0
+    if state.executing:
+        stuck = bundle_servicer.abort_running(f"the plugin is stopping ({state.reason})")
     capture.close()
     health_servicer.enter_graceful_shutdown()
-    server.stop(STOP_GRACE_SECONDS).wait(STOP_GRACE_SECONDS + 0.5)
+    grace = 0.0 if stuck else STOP_GRACE_SECONDS  # a stuck task's call cannot end: do not wait for it
+    server.stop(grace).wait(grace + 0.5)
     listener.remove()
     capture.restore()
     executor.shutdown(wait=False, cancel_futures=True)
-    if state.executing:
-        writer.log("warn", "exiting with a task still running", reason=state.reason)
+    if stuck:
+        writer.log("warn", "exiting with a task still running", reason=state.reason, tasks=stuck)
     writer.log("debug", "plugin stopped", seconds=round(time.monotonic() - began, 4))
     _exit(state.exit_code)
 

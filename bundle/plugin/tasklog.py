@@ -6,10 +6,19 @@ log reader expects (``timestamp``, lowercase ``level``, ``event``, ``logger`` an
 encoder as the coordinator's log socket), masked by the process-wide masker. Without a
 ``log_path`` (or with ``logging.task.stdout_only``) the Go plugin logged the task to its own stderr
 logger, so records then become hclog lines; ``logging.task.to_stdout`` tees to both, as Go did.
+
+Several ``Execute`` calls may run at once in one plugin process (the Edge Worker starts one process
+per workload, but nothing in the protocol forbids more), so records are routed, not broadcast: one
+router on the root logger sends each record to the task whose thread emitted it (a context
+variable set while the task runs; the heartbeat thread runs in a copy of the task's context). A
+record from a thread the runtime did not start for a task (a pool the task code created) belongs to
+the only running task; while several run it cannot be attributed and goes to the plugin's stderr
+log instead of into another task's file.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from pathlib import Path
@@ -47,7 +56,8 @@ class TaskFileHandler(logging.Handler):
         try:
             line = encode_event(record_to_event(record))
             with self._write_lock:
-                self._file.write(line)
+                if not self._file.closed:  # a straggler (a late heartbeat thread) after the task
+                    self._file.write(line)
         except Exception:
             self.handleError(record)
 
@@ -58,12 +68,42 @@ class TaskFileHandler(logging.Handler):
         super().close()
 
 
+_current_task: contextvars.ContextVar[TaskLogging | None] = contextvars.ContextVar(
+    "pybundle_task_logging", default=None
+)
+
+
+class _Router(logging.Handler):
+    """The single root handler while any task runs: each record goes to the task it belongs to."""
+
+    def __init__(self, stderr: HclogWriter):
+        super().__init__(logging.NOTSET)
+        self.active: list[TaskLogging] = []
+        self.saved_level = logging.NOTSET
+        self.unattributed = HclogHandler(stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        owner = _current_task.get()
+        active = self.active  # replaced, never mutated, under _ROUTER_LOCK: safe to read here
+        if owner is None or owner not in active:
+            owner = active[0] if len(active) == 1 else None
+        if owner is not None:
+            owner.dispatch(record)
+        elif not record.name.startswith(_PRIVATE_PREFIXES):
+            self.unattributed.handle(record)
+
+
+_ROUTER_LOCK = threading.Lock()
+_router: _Router | None = None
+
+
 class TaskLogging:
-    """Installs the task's handlers on the root logger for the duration of one task."""
+    """Routes one task's records to its handlers for the duration of the task."""
 
     def __init__(self, settings: Settings, log_path: str | None, stderr: HclogWriter):
         self.handlers: list[logging.Handler] = []
         self.file: Path | None = None
+        self._stderr = stderr
         policy = LevelPolicy.from_env()
         if log_path is not None and not settings.task_stdout_only:
             self.file = Path(settings.base_log_folder or ".") / log_path
@@ -74,20 +114,52 @@ class TaskLogging:
         for handler in self.handlers:
             handler.addFilter(_TaskFilter(policy))
         self._level = policy.lowest
-        self._previous_level: int | None = None
+        self._token: contextvars.Token[TaskLogging | None] | None = None
+
+    def dispatch(self, record: logging.LogRecord) -> None:
+        for handler in self.handlers:
+            handler.handle(record)
+
+    def close(self) -> None:
+        """Close the handlers of a TaskLogging that was never entered."""
+        for handler in self.handlers:
+            handler.close()
 
     def __enter__(self) -> TaskLogging:
+        global _router
         root = logging.getLogger()
-        self._previous_level = root.level
-        root.setLevel(min(self._level, root.level) if root.level else self._level)
-        for handler in self.handlers:
-            root.addHandler(handler)
+        with _ROUTER_LOCK:
+            if _router is None:
+                _router = _Router(self._stderr)
+                _router.saved_level = root.level
+                root.addHandler(_router)
+            _router.active = [*_router.active, self]
+            _set_root_level(root, _router)
+        self._token = _current_task.set(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        global _router
+        if self._token is not None:
+            _current_task.reset(self._token)
+            self._token = None
         root = logging.getLogger()
+        with _ROUTER_LOCK:
+            if _router is not None:
+                _router.active = [task for task in _router.active if task is not self]
+                if _router.active:
+                    _set_root_level(root, _router)
+                else:
+                    root.removeHandler(_router)
+                    root.setLevel(_router.saved_level)
+                    _router = None
         for handler in self.handlers:
-            root.removeHandler(handler)
             handler.close()
-        if self._previous_level is not None:
-            root.setLevel(self._previous_level)
+
+
+def _set_root_level(root: logging.Logger, router: _Router) -> None:
+    """The lowest level any running task wants (and no higher than the level before any task)."""
+    levels = [task._level for task in router.active]
+    if router.saved_level:
+        levels.append(router.saved_level)
+    root.setLevel(min(levels))
