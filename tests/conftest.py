@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import shutil
@@ -15,6 +16,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Airflow writes a default airflow.cfg into AIRFLOW_HOME when imported: give the whole session one
+# private, throw-away home (set before any test module imports Airflow; subprocesses inherit it).
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="pybundle-tests-airflow-home-")
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+atexit.register(shutil.rmtree, _AIRFLOW_HOME, True)
 EXAMPLE = ROOT / "examples" / "bundle" / "example_dags.py"
 
 

@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import socket
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -28,7 +27,6 @@ import pytest
 
 from tests.plugin_host import PluginHost, bundle_command, execute_request, iter_json_lines, wait_for
 
-os.environ.setdefault("AIRFLOW_HOME", os.path.join(tempfile.gettempdir(), "pybundle-harness-airflow-home"))
 pytest.importorskip("airflow.api_fastapi.execution_api.datamodels")
 
 from bundle.plugin import api as api_module

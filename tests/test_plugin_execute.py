@@ -8,8 +8,6 @@ server would have rejected.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -26,7 +24,6 @@ from tests.plugin_host import (
     iter_json_lines,
 )
 
-os.environ.setdefault("AIRFLOW_HOME", os.path.join(tempfile.gettempdir(), "pybundle-harness-airflow-home"))
 pytest.importorskip("airflow.api_fastapi.execution_api.datamodels")
 
 from tests.harness.execution_api import FakeExecutionAPI

@@ -23,8 +23,6 @@ import pytest
 
 from tests.plugin_host import EXAMPLE, ROOT, ExecutionApiServer
 
-os.environ.setdefault("AIRFLOW_HOME", os.path.join(tempfile.gettempdir(), "pybundle-harness-airflow-home"))
-
 RUN_ID = "manual__2026-01-01T00:00:00+00:00"
 _NOTICED: list[dict[str, Any]] = []
 

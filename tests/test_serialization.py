@@ -11,11 +11,9 @@ key except the ones the cross-SDK conformance check ignores (spec ``coordinator-
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -24,8 +22,6 @@ from zoneinfo import ZoneInfo
 
 import msgpack
 import pytest
-
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="pybundle-serialization-airflow-home-"))
 
 pytest.importorskip("airflow.serialization.serialized_objects")
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import uuid
 from datetime import datetime, timezone
 
 import pytest
 
 # A fixed scratch AIRFLOW_HOME (importing the task SDK reads/writes airflow config there).
-os.environ.setdefault("AIRFLOW_HOME", os.path.join(tempfile.gettempdir(), "pybundle-harness-airflow-home"))
 os.makedirs(os.environ["AIRFLOW_HOME"], exist_ok=True)
 
 httpx = pytest.importorskip("httpx")
