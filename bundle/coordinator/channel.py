@@ -5,6 +5,11 @@ when the supervisor disappears. A dedicated reader thread therefore owns the soc
 it hands each response to the request waiting for its id, and the moment the peer closes the
 channel (or sends garbage) it calls ``on_lost`` so the runtime can exit instead of hanging.
 Writes are serialised with a lock; each frame is one ``sendall``.
+
+An answer must match an outstanding request. The supervisor answers every request exactly once,
+so an id that was never issued, or was already answered, means the peer is broken; dropping such a
+frame silently would leave the request it was meant for waiting forever. The one legitimate
+unmatched answer is a late one for a request that timed out, and those ids are remembered.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class CommChannel:
         self._pending: dict[int, _Pending] = {}
         self._pending_lock = threading.Lock()
         self._next_id = 0
+        self._abandoned: set[int] = set()  # timed-out requests whose late answer is still due
         self._failure: ProtocolError | None = None
         self._reader: threading.Thread | None = None
         self.on_lost: Callable[[ProtocolError], None] | None = None
@@ -65,6 +71,8 @@ class CommChannel:
         finally:
             with self._pending_lock:
                 self._pending.pop(request_id, None)
+                if pending.frame is None and self._failure is None:
+                    self._abandoned.add(request_id)
         frame = pending.frame
         if frame is None:
             raise self._failure or ChannelClosed("the comm channel closed before the answer arrived")
@@ -86,14 +94,22 @@ class CommChannel:
             while True:
                 frame = read_frame(self._rfile, self._limit)
                 with self._pending_lock:
-                    pending = self._pending.get(frame.id)
+                    pending = self._pending.pop(frame.id, None)
+                    late = pending is None and frame.id in self._abandoned
+                    self._abandoned.discard(frame.id)
+                    if pending is not None:
+                        pending.frame = frame  # under the lock: ``request`` decides "abandoned" by it
                 if pending is not None:
-                    pending.frame = frame
                     pending.event.set()
-                # an answer nobody waits for (a timed-out request) is dropped
+                elif not late:
+                    raise ProtocolError(
+                        f"the supervisor answered request id {frame.id}, which is not outstanding"
+                    )
         except (ProtocolError, OSError, ValueError) as exc:
             failure = exc if isinstance(exc, ProtocolError) else ChannelClosed(f"comm channel error: {exc}")
             self._fail(failure)
+        except Exception as exc:  # e.g. MemoryError: a dead reader would leave every request hanging
+            self._fail(ProtocolError(f"comm reader failed: {type(exc).__name__}: {exc}"))
 
     def _fail(self, failure: ProtocolError) -> None:
         with self._pending_lock:

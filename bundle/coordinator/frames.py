@@ -8,6 +8,7 @@ reader stalls on one) and never allocates an inbound frame above ``max_frame_byt
 
 from __future__ import annotations
 
+import gc
 import os
 import struct
 from typing import Any, BinaryIO, NamedTuple
@@ -17,6 +18,8 @@ import msgpack
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 MAX_FRAME_ENV = "PYBUNDLE_MAX_FRAME_BYTES"
 _HEADER = struct.Struct(">I")
+# Above this size the cyclic GC is paused while a payload is decoded (see ``decode_payload``).
+_GC_PAUSE_BYTES = 256 * 1024
 
 
 class ProtocolError(Exception):
@@ -69,10 +72,23 @@ def encode_response(
 
 
 def decode_payload(payload: bytes) -> Frame:
+    """One frame from its payload; anything that is not ``[int, map|nil(, map|nil)]`` is a ``ProtocolError``.
+
+    msgpack's own limits bound every container by the payload length, and its unpacker refuses
+    nesting deeper than its fixed stack, so decoding is linear in the payload. Decoding creates
+    only acyclic containers, so the cyclic GC has nothing to find in them; left running, it is
+    triggered every few hundred new lists or dicts and made a container-heavy frame several times
+    slower to decode (measured: 16 MB of empty arrays, 7.6 s with the GC, 1.3 s without)."""
+    pause_gc = len(payload) > _GC_PAUSE_BYTES and gc.isenabled()
+    if pause_gc:
+        gc.disable()
     try:
         value = msgpack.unpackb(payload, timestamp=3, raw=False, strict_map_key=False)
     except Exception as exc:
         raise ProtocolError(f"undecodable frame payload: {type(exc).__name__}: {exc}") from None
+    finally:
+        if pause_gc:
+            gc.enable()
     if not isinstance(value, (list, tuple)) or len(value) < 2:
         raise ProtocolError(f"a frame must be an array of 2 or 3 elements, got {_kind(value)}")
     frame_id, body = value[0], value[1]
@@ -87,8 +103,11 @@ def decode_payload(payload: bytes) -> Frame:
 
 
 def read_frame(stream: BinaryIO, limit: int) -> Frame:
-    """Read one frame from a buffered stream; ``ChannelClosed`` on a clean EOF between frames."""
-    header = stream.read(4)
+    """Read one frame from a buffered stream; ``ChannelClosed`` on a clean EOF between frames.
+
+    A connection reset (the supervisor's process died) is a ``ChannelClosed`` too, so callers
+    handle every way the peer can go away with one ``except ProtocolError``."""
+    header = _read(stream, 4)
     if not header:
         raise ChannelClosed("the supervisor closed the comm channel")
     if len(header) < 4:
@@ -100,12 +119,29 @@ def read_frame(stream: BinaryIO, limit: int) -> Frame:
         raise ProtocolError(
             f"refusing a {length}-byte frame: above the {limit}-byte limit (raise {MAX_FRAME_ENV} if it is legitimate)"
         )
-    payload = stream.read(length)
+    payload = _read(stream, length)
     if len(payload) < length:
         raise ProtocolError(f"the comm channel closed inside a frame ({len(payload)} of {length} bytes)")
     return decode_payload(payload)
 
 
+def _read(stream: BinaryIO, size: int) -> bytes:
+    try:
+        return stream.read(size)
+    except OSError as exc:
+        raise ChannelClosed(f"the comm channel failed: {exc}") from None
+
+
 def _kind(value: Any) -> str:
-    text = repr(value)
-    return f"{type(value).__name__} {text[:60]}"
+    """A short description of an unexpected value for an error message.
+
+    Never ``repr`` a container: a deeply nested one raises ``RecursionError`` and a large one costs
+    its whole size again, both on the path that is meant to report bad input cleanly."""
+    name = type(value).__name__
+    if isinstance(value, (str, bytes, bytearray)):
+        return f"{name} {value[:40]!r}{'...' if len(value) > 40 else ''}"
+    if isinstance(value, (list, tuple, dict)):
+        return f"{name} of {len(value)} element(s)"
+    if value is None or isinstance(value, (bool, int, float)):
+        return f"{name} {str(value)[:60]}"
+    return name

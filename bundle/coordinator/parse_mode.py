@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..core.execution import RUNTIME_LOGGER
+from ..core.masking import masker
 from ..core.messages import DAG_PARSING_ACCESS, validate_request
 from ..core.provider import BundleProvider, registry_of
 from .channel import CommChannel
@@ -46,7 +47,8 @@ def parse_dags(provider: BundleProvider, channel: CommChannel, request: dict[str
         ]
     except Exception as exc:
         log.error("Parsing the bundle's DAGs failed", exc_info=exc)
-        import_errors[relative or fileloc] = "".join(traceback.format_exception(exc))
+        # Import errors are stored and shown by Airflow as they are, not redacted like log records.
+        import_errors[relative or fileloc] = masker.redact("".join(traceback.format_exception(exc)))
     result = {
         "type": "DagFileParsingResult",
         "fileloc": fileloc,

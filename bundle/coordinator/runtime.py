@@ -78,6 +78,9 @@ def _serve_first_frame(provider: BundleProvider, channel: CommChannel, log_chann
     def lost(failure: ProtocolError) -> None:
         # The supervisor is gone or broken while the task runs: nothing can report a state any more.
         log.error("Lost the supervisor: %s; exiting", failure)
+        # A live supervisor that sent garbage still reads the log socket: give the error a moment
+        # to arrive there as a record; a dead one fails the write at once and it goes to stderr.
+        log_channel.flush(timeout=0.5)
         log_channel.fall_back_to_stderr()
         os._exit(EXIT_PROTOCOL_ERROR)
 

@@ -27,6 +27,7 @@ from ..core.execution import (
     TaskOutcome,
     execute_task,
 )
+from ..core.masking import masker
 from ..core.messages import TASK_ACCESS, validate_request
 from ..core.provider import BundleProvider, registry_of
 from .channel import CommChannel
@@ -81,7 +82,10 @@ def terminal_message(outcome: TaskOutcome) -> dict[str, Any]:
             "outlet_events": [],
         }
     if outcome.state == UP_FOR_RETRY:
-        return {"type": "RetryTask", "state": UP_FOR_RETRY, "end_date": now, "retry_reason": outcome.reason}
+        # The reason is the exception text and goes to the Execution API as is (it is not a log
+        # record the supervisor would redact), so registered secrets are masked here.
+        reason = masker.redact(outcome.reason)
+        return {"type": "RetryTask", "state": UP_FOR_RETRY, "end_date": now, "retry_reason": reason}
     if outcome.state in (FAILED, SKIPPED, REMOVED):
         return {"type": "TaskState", "state": outcome.state, "end_date": now}
     raise ValueError(f"unknown task state {outcome.state!r}")
@@ -112,7 +116,11 @@ class _Terminal:
 def run_task(
     provider: BundleProvider, channel: CommChannel, startup: dict[str, Any], log_channel: LogChannel
 ) -> int:
-    context = context_from_startup(startup)
+    try:
+        context = context_from_startup(startup)
+    except Exception as exc:  # a StartupDetails we cannot read names no task we could report on
+        log.error("Malformed StartupDetails from the supervisor: %s: %s", type(exc).__name__, exc)
+        return 1
     client = MessageClient(channel.request, context.ti, TASK_ACCESS)
     terminal = _Terminal(channel)
     _install_cancellation(context, terminal, log_channel)

@@ -4,7 +4,8 @@ Shared by the coordinator's log socket and the go-plugin task log file, so both 
 released supervisor (and Airflow's log viewer) reads: ``event``, lowercase ``level``, RFC 3339
 ``timestamp``, ``logger``, flattened extra fields, and an ``exception`` in structlog's dict-traceback
 shape. Keys the supervisor chokes on are renamed, never emitted: ``msg`` and ``target`` collide
-with its logging call and crash it; a non-string ``timestamp`` crashes its parser.
+with its logging call and crash it, as do ``self`` and ``method_name`` one call further down
+(structlog's bound logger); a non-string ``timestamp`` crashes its parser.
 
 The supervisor does no level filtering, so the runtime applies ``AIRFLOW__LOGGING__LOGGING_LEVEL``
 and ``AIRFLOW__LOGGING__NAMESPACE_LEVELS`` itself (longest dotted logger prefix wins, as in Go).
@@ -40,6 +41,8 @@ _RESERVED = frozenset(
         "_record",
         "_from_structlog",
         "logger_name",
+        "self",
+        "method_name",
     }
 )
 _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
@@ -89,24 +92,29 @@ def record_to_event(record: logging.LogRecord) -> dict[str, Any]:
         message = str(message)
     if len(message) > MAX_EVENT_CHARS:
         message = message[:MAX_EVENT_CHARS] + f"... [truncated {len(message) - MAX_EVENT_CHARS} characters]"
-    event: dict[str, Any] = {
-        "timestamp": _timestamp(record.created),
-        "level": level_name(record.levelno),
-        "event": message,
-        "logger": record.name or "root",
-    }
+    extras: dict[str, Any] = {}
     for key, value in record.__dict__.items():
         if key in _RECORD_ATTRS or key.startswith("_"):
             continue
         name = f"extra_{key}" if key in _RESERVED else key
-        event[name] = _json_safe(value, 0)
+        extras[name] = _json_safe(value, 0)
+    errors: dict[str, Any] = {}
     if record.exc_info and record.exc_info[1] is not None:
-        event["exception"] = exception_stacks(record.exc_info[1])
+        errors["exception"] = exception_stacks(record.exc_info[1])
     elif record.exc_text:
-        event["extra_exc_text"] = record.exc_text
+        errors["extra_exc_text"] = record.exc_text
     if record.stack_info:
-        event["extra_stack_info"] = record.stack_info
-    return masker.redact(event)
+        errors["extra_stack_info"] = record.stack_info
+    # ``timestamp`` and ``level`` are never masked: the supervisor parses them, and a secret that
+    # happens to occur in them ("2026", "nfo") made the timestamp unparsable, which crashes it,
+    # or the level unknown, which drops the record. Extra field names are masked too (user data).
+    return {
+        "timestamp": _timestamp(record.created),
+        "level": level_name(record.levelno),
+        **masker.redact({"event": message, "logger": record.name or "root"}),
+        **masker.redact(extras, keys=True),
+        **masker.redact(errors),
+    }
 
 
 def encode_event(event: dict[str, Any]) -> bytes:

@@ -55,12 +55,15 @@ class SecretsMasker:
                 ordered = sorted(self._secrets, key=len, reverse=True)  # longest first wins overlaps
                 self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
 
-    def redact(self, value: Any) -> Any:
-        """Return ``value`` with every registered secret replaced by ``***`` (recursively)."""
+    def redact(self, value: Any, *, keys: bool = False) -> Any:
+        """Return ``value`` with every registered secret replaced by ``***`` (recursively).
+
+        ``keys=True`` masks mapping keys too: a log record's extra field names are user data
+        (``extra={secret: ...}``), and the supervisor masks values only."""
         pattern = self._pattern
         if pattern is None:
             return value
-        return _redact(value, pattern, 0)
+        return _redact(value, pattern, 0, keys)
 
     def clear(self) -> None:
         with self._lock:
@@ -79,17 +82,22 @@ def _collect_strings(value: Any, out: list[str]) -> None:
             _collect_strings(item, out)
 
 
-def _redact(value: Any, pattern: re.Pattern[str], depth: int) -> Any:
+def _redact(value: Any, pattern: re.Pattern[str], depth: int, keys: bool = False) -> Any:
     if isinstance(value, str):
         return pattern.sub(REDACTED, value)
     if depth > 20:
         return value
     if isinstance(value, Mapping):
-        return {k: _redact(v, pattern, depth + 1) for k, v in value.items()}
+        return {
+            pattern.sub(REDACTED, k) if keys and isinstance(k, str) else k: _redact(
+                v, pattern, depth + 1, keys
+            )
+            for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_redact(v, pattern, depth + 1) for v in value]
+        return [_redact(v, pattern, depth + 1, keys) for v in value]
     if isinstance(value, tuple):
-        return tuple(_redact(v, pattern, depth + 1) for v in value)
+        return tuple(_redact(v, pattern, depth + 1, keys) for v in value)
     return value
 
 
