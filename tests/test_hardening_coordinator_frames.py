@@ -345,7 +345,7 @@ def test_decoded_size_is_a_bounded_multiple_of_the_frame(shape, item):
     """Python objects are bigger than their msgpack bytes; the worst case stays under 100x.
 
     With the default 64 MiB cap the worst case is therefore bounded (a few GiB, reported in
-    docs/reliability-coordinator.md); ``PYBUNDLE_MAX_FRAME_BYTES`` lowers it on small workers."""
+    docs/reliability.md); ``PYBUNDLE_MAX_FRAME_BYTES`` lowers it on small workers."""
     count = 200_000 // len(item)
     payload = b"\x92\x01\x81\xa1x\xdd" + count.to_bytes(4, "big") + item * count
     tracemalloc.start()

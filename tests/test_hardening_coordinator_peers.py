@@ -8,7 +8,7 @@ Two kinds of peer:
   a comm channel closed mid-request, a log socket closed or never read). It does not imitate
   the supervisor's behaviour beyond the bytes of one ``StartupDetails``; it injects bad input.
 
-The table in ``docs/reliability-coordinator.md`` lists these scenarios with the times measured here.
+The table in ``docs/reliability.md`` lists these scenarios with the times measured here.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Every scenario asserts the same contract: the failure is reported as ``error:`` lines only (no
 traceback) with exit status 1, nothing is written outside the directory the tool owns, nothing hangs
 (each run has a hard timeout far above what it needs) and memory stays bounded (peak RSS of the
-process, read from ``wait4``). ``docs/reliability-packer-plugin.md`` tabulates the outcomes and the
+process, read from ``wait4``). ``docs/reliability.md`` tabulates the outcomes and the
 times measured here; run with ``-s`` to see them (``PYBUNDLE_HARDENING_REPORT=1`` prints them).
 """
 

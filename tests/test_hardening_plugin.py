@@ -5,7 +5,7 @@ A real plugin process, the Python go-plugin host of ``tests/plugin_host.py`` and
 validating ``FakeExecutionAPI``, a "chaos" HTTP front that can make chosen paths answer an error,
 hang, or trickle bytes, while every other request is answered normally (and validated with the
 Execution API's own models). Timings asserted here are the ones tabulated in
-``docs/reliability-packer-plugin.md``; ``PYBUNDLE_HARDENING_REPORT=1 pytest -s`` prints them.
+``docs/reliability.md``; ``PYBUNDLE_HARDENING_REPORT=1 pytest -s`` prints them.
 """
 
 from __future__ import annotations
