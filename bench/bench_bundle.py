@@ -16,5 +16,7 @@ def first_request(client: Client) -> None:
 
 @dag.task
 def round_trips(client: Client) -> None:
-    for _ in range(ROUNDS):
-        client.get_variable("k")
+    """Figure 3: ROUNDS x (GetVariable, SetXCom), the floor runtime's requests through the Client."""
+    for i in range(ROUNDS):
+        client.get_variable("bench")
+        client.push_xcom("bench", i)

@@ -1,7 +1,8 @@
 """The floor for coordinator start-up: the least a Python runtime can do and still be one.
 
 Dials both sockets, reads the first frame, sends one request, waits for the answer, sends a
-terminal message. Same interpreter and msgpack as pybundle; nothing else.
+terminal message. Same interpreter and msgpack as pybundle; nothing else. With ``--rounds N`` it
+is figure 3's floor: N x (GetVariable, SetXCom), the same bodies the Client sends.
 """
 
 import socket
@@ -30,14 +31,23 @@ def _send(sock, request_id, body):
 comm = socket.create_connection(_addr("--comm="))
 logs = socket.create_connection(_addr("--logs="))
 rfile = comm.makefile("rb")
-_read(rfile)
-rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 1
-for i in range(rounds):
-    _send(comm, i, {"type": "GetVariable", "key": "k"})
+ti = _read(rfile)[1]["ti"]
+request_id = 0
+if "--rounds" in sys.argv:
+    where = {"dag_id": ti["dag_id"], "run_id": ti["run_id"], "task_id": ti["task_id"], "map_index": -1}
+    for i in range(int(sys.argv[sys.argv.index("--rounds") + 1])):
+        _send(comm, request_id, {"type": "GetVariable", "key": "bench"})
+        _read(rfile)
+        _send(comm, request_id + 1, {"type": "SetXCom", "key": "bench", "value": i, **where})
+        _read(rfile)
+        request_id += 2
+else:
+    _send(comm, request_id, {"type": "GetVariable", "key": "k"})
     _read(rfile)
+    request_id += 1
 _send(
     comm,
-    rounds,
+    request_id,
     {"type": "SucceedTask", "end_date": datetime.now(timezone.utc), "task_outlets": [], "outlet_events": []},
 )
 _read(rfile)

@@ -18,6 +18,9 @@ from typing import Any
 import msgpack
 
 _HEADER = struct.Struct(">I")
+# What figure 3's subjects send, alternately; the key tells them from the task's other requests.
+ROUND_TRIP_TYPES = ("GetVariable", "SetXCom")
+ROUND_TRIP_KEY = "bench"
 
 
 def startup_details(dag_id: str = "bench_dag", task_id: str = "first_request") -> dict[str, Any]:
@@ -113,6 +116,7 @@ class StubSupervisor:
         self.first_frame = first_frame or startup_details()
         self.first_request_at: float | None = None
         self.requests = 0
+        self.round_trip_times: list[float] = []
         self.terminal: dict[str, Any] | None = None
         self.error: BaseException | None = None
         self.pid: int | None = (
@@ -155,10 +159,13 @@ class StubSupervisor:
             while True:
                 (length,) = _HEADER.unpack(_read_exact(conn, 4))
                 request_id, body, *_ = msgpack.unpackb(_read_exact(conn, length), timestamp=3)
+                arrived = time.monotonic()
                 if self.first_request_at is None:
-                    self.first_request_at = time.monotonic()
+                    self.first_request_at = arrived
                 self.requests += 1
                 kind = body.get("type")
+                if kind in ROUND_TRIP_TYPES and body.get("key") == ROUND_TRIP_KEY:
+                    self.round_trip_times.append(arrived)
                 if kind in ("SucceedTask", "TaskState", "RetryTask", "DagFileParsingResult") and self.pid:
                     self.peak_rss_kib = peak_rss_kib(self.pid)
                 if kind == "GetVariable":

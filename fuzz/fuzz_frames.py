@@ -36,10 +36,10 @@ class _BytesSocket:
     libFuzzer's per-input timeout and each input costs microseconds."""
 
     def __init__(self, data: bytes):
-        self._data = data
+        self._stream = io.BytesIO(data)
 
-    def makefile(self, mode: str, buffering: int = -1) -> io.BufferedReader:
-        return io.BufferedReader(io.BytesIO(self._data), buffer_size=max(buffering, 1))
+    def recv(self, size: int) -> bytes:
+        return self._stream.read(size)
 
     def sendall(self, data: bytes) -> None:
         pass
@@ -53,7 +53,7 @@ class _BytesSocket:
 
 def check(data: bytes) -> None:
     """One fuzz input; raises (AssertionError or anything unexpected) on a finding."""
-    from bundle.coordinator.channel import CommChannel, _Pending
+    from bundle.coordinator.channel import CommChannel
     from bundle.coordinator.frames import ChannelClosed, Frame, ProtocolError, decode_payload, read_frame
 
     def well_shaped(frame: Frame) -> None:
@@ -85,17 +85,17 @@ def check(data: bytes) -> None:
     channel = CommChannel(_BytesSocket(data), LIMIT)  # type: ignore[arg-type]
     lost: list[ProtocolError] = []
     channel.on_lost = lost.append
-    pending = {i: _Pending() for i in range(3)}
-    channel._pending.update(pending)
+    pending = range(3)
+    channel._answers.update({i: None for i in pending})
     channel._next_id = 3
-    channel._read_loop()  # returns only by failing the channel (EOF included)
+    with channel._state:  # what waiting requests do, minus the waiting: read and dispatch until it fails
+        while channel._failure is None:
+            channel._dispatch(channel._read_one(None))
     assert len(lost) == 1 and isinstance(lost[0], ProtocolError), lost
     answered = [f.id for f in frames if f.id in pending]
-    for request_id, waiter in pending.items():
-        assert waiter.event.is_set(), "a request was left waiting"
-        if waiter.frame is not None:
-            assert waiter.frame.id == request_id
-    delivered = {i for i, w in pending.items() if w.frame is not None}
+    delivered = {i for i, frame in channel._answers.items() if frame is not None}
+    for request_id in delivered:
+        assert channel._answers[request_id].id == request_id
     assert delivered <= set(answered), "an answer nobody sent was delivered"
     if (
         isinstance(stop, ChannelClosed)

@@ -369,7 +369,7 @@ class ChannelUnderTest:
         self.channel = CommChannel(self.ours, limit)
         self.lost: list[ProtocolError] = []
         self.channel.on_lost = self.lost.append
-        self.channel.start_reader()
+        self.channel.start_watching()
 
     def ask(self, timeout: float | None = None) -> dict[str, Any]:
         """Start one request in a thread; returns a dict filled with its result or exception."""
@@ -477,11 +477,37 @@ def test_a_late_answer_to_a_timed_out_request_is_dropped_not_fatal():
         under.peer.sendall(encode_response(first_id, None) + encode_response(second_id, {"type": "X"}))
         second["thread"].join(2)
         assert second["body"] == {"type": "X"} and under.lost == []
-        under.peer.sendall(encode_response(first_id, None))  # but only once
-        deadline = time.monotonic() + 2
+        under.peer.sendall(encode_response(first_id, None))  # but only once: the next read fails
+        third = under.ask()
+        under.read_request()
+        third["thread"].join(2)
+        assert isinstance(third["error"], ProtocolError) and "not outstanding" in str(third["error"])
+        assert under.lost == [third["error"]]
+    finally:
+        under.close()
+
+
+@pytest.mark.parametrize("how", ["close", "shutdown-write"])
+def test_a_supervisor_lost_while_no_request_is_in_flight_fails_the_channel_within_a_second(how):
+    under = ChannelUnderTest()
+    try:
+        outcome = under.ask()
+        request_id = under.read_request()[0]
+        under.peer.sendall(encode_response(request_id, {"type": "VariableResult"}))
+        outcome["thread"].join(2)
+        assert outcome["body"] == {"type": "VariableResult"}
+        time.sleep(0.1)  # the task computes; the watcher is the only one looking
+        start = time.monotonic()
+        if how == "close":
+            under.peer.close()
+        else:
+            under.peer.shutdown(socket.SHUT_WR)
+        deadline = start + 1
         while not under.lost and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert "not outstanding" in str(under.lost[0])
+            time.sleep(0.005)
+        assert len(under.lost) == 1 and isinstance(under.lost[0], ChannelClosed)
+        with pytest.raises(ChannelClosed):
+            under.channel.request({"type": "GetVariable", "key": "again"})
     finally:
         under.close()
 

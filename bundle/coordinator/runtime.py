@@ -88,13 +88,13 @@ def _serve_first_frame(provider: BundleProvider, channel: CommChannel, log_chann
         from .task_mode import run_task
 
         channel.on_lost = lost
-        channel.start_reader()
+        channel.start_watching()
         return run_task(provider, channel, body, log_channel)
     if kind == "DagFileParseRequest":
         from .parse_mode import parse_dags
 
         channel.on_lost = lost
-        channel.start_reader()
+        channel.start_watching()
         return parse_dags(provider, channel, body)
     log.error(
         "Unexpected first frame from the supervisor: type %r (expected StartupDetails or DagFileParseRequest)",

@@ -73,6 +73,18 @@ class Client(VariableClient, ConnectionClient, XComClient, Protocol):
     def mask_secret(self, value: Any, name: str | None = None) -> None: ...
 
 
+def _environment_value(name: str) -> str | None:
+    """``os.environ.get(name)``, read live as Airflow's environment secrets backend does, minus
+    the ``KeyError`` that a miss raises and catches inside ``Mapping.get``: nearly every variable
+    read misses, and this is on every request's path."""
+    environ = os.environ
+    data = getattr(environ, "_data", None)
+    if data is None:
+        return environ.get(name)
+    raw = data.get(environ.encodekey(name))
+    return None if raw is None else environ.decodevalue(raw)
+
+
 class MessageClient:
     """The one implementation of ``Client``; see the module docstring."""
 
@@ -90,8 +102,9 @@ class MessageClient:
         return self._transport(body)
 
     def _call(self, body: dict[str, Any]) -> dict[str, Any] | None:
-        answer = self.request(body)
-        if isinstance(answer, Mapping) and answer.get("type") == "ErrorResponse":
+        validate_request(body, self._access)
+        answer = self._transport(body)
+        if (type(answer) is dict or isinstance(answer, Mapping)) and answer.get("type") == "ErrorResponse":
             raise _error_from(body, answer)
         return answer
 
@@ -104,7 +117,7 @@ class MessageClient:
 
     # -- variables --------------------------------------------------------------------------
     def get_variable(self, key: str, default: Any = NOTSET, deserialize_json: bool = False) -> Any:
-        env_value = os.environ.get("AIRFLOW_VAR_" + key.upper())
+        env_value = _environment_value("AIRFLOW_VAR_" + key.upper())
         if env_value is not None:
             value: str | None = env_value
         else:
@@ -139,7 +152,7 @@ class MessageClient:
 
     # -- connections ------------------------------------------------------------------------
     def get_connection(self, conn_id: str) -> Connection:
-        env_value = os.environ.get("AIRFLOW_CONN_" + conn_id.upper())
+        env_value = _environment_value("AIRFLOW_CONN_" + conn_id.upper())
         if env_value is not None:
             conn = Connection.from_env_value(conn_id, env_value)
         else:

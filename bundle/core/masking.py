@@ -7,6 +7,7 @@ process writes itself, and ``bundle.testing``. One process-wide masker covers al
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Mapping
@@ -33,7 +34,9 @@ SENSITIVE_NAME_PARTS = (
 _MIN_SECRET_LENGTH = 3
 
 
+@functools.lru_cache(maxsize=4096)
 def is_sensitive_name(name: str) -> bool:
+    """Cached: it is asked for every variable read, and tasks read the same few keys again and again."""
     lowered = name.lower()
     return any(part in lowered for part in SENSITIVE_NAME_PARTS)
 
