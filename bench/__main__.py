@@ -26,7 +26,7 @@ def main() -> int:
         4: lambda: figures.dag_parsing(
             [10, 50] if args.quick else [10, 100, 1000], 20, 1 if args.quick else 3
         ),
-        5: lambda: figures.plugin_start(runs),
+        5: lambda: figures.plugin_start(runs, 5 if args.quick else 50),
         6: lambda: figures.packer(2 if args.quick else 5),
         7: lambda: figures.peak_rss(2 if args.quick else 5),
     }

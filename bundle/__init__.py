@@ -16,7 +16,6 @@ if _stdout.needs_clean_stdout(_sys.argv[1:]):
 
 from ._version import __version__
 from .core.client import Client, ConnectionClient, VariableClient, XComClient
-from .core.connection import Connection
 from .core.context import BundleInfo, Context, DagRunInfo, TaskInstanceInfo
 from .core.errors import (
     AirflowApiError,
@@ -33,6 +32,16 @@ from .core.errors import (
 from .core.provider import Bundle, BundleProvider
 from .core.registry import Dag, Registry, Task
 from .serve import serve
+
+
+def __getattr__(name: str) -> object:
+    # ``Connection`` is only needed by bundles that use connections: loaded on first access.
+    if name == "Connection":
+        from .core.connection import Connection
+
+        return Connection
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AirflowApiError",

@@ -9,9 +9,12 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import Any
 
 from .core.provider import BundleProvider, check_provider
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
+    from typing import Any
 
 DEFAULT_ATTR = "bundle"
 

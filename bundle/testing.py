@@ -26,6 +26,7 @@ from .core.context import Context, DagRunInfo, TaskInstanceInfo
 from .core.errors import AirflowApiError
 from .core.execution import TaskOutcome, execute_task
 from .core.masking import masker
+from .core.messages import TASK_ACCESS, validate_request
 from .core.provider import BundleProvider, registry_of
 
 __all__ = ["FakeClient", "TaskRunResult", "run_task"]
@@ -59,6 +60,7 @@ class _MemoryAirflow:
         self._initial_xcoms.clear()
 
     def __call__(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        validate_request(body, TASK_ACCESS)  # in full, also for bodies the Client built itself
         self.requests.append(body)
         kind = body["type"]
         if kind == "GetVariable":

@@ -161,10 +161,10 @@ def test_hostile_records_are_never_dropped_and_every_line_is_accepted(scratch):
     @settings(max_examples=200, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(hostile_records())
     def feed(record: logging.LogRecord) -> None:
-        before = len(channel._lines)
+        before = len(channel.pipe._lines)
         channel.emit(record)  # must not raise
-        assert len(channel._lines) == before + 1, "the record was dropped"
-        emitted.append(channel._lines[-1])
+        assert len(channel.pipe._lines) == before + 1, "the record was dropped"
+        emitted.append(channel.pipe._lines[-1])
 
     feed()
     assert all(line.endswith(b"\n") and line.count(b"\n") == 1 for line in emitted)

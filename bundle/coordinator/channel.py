@@ -6,16 +6,16 @@ on a local socket). When several threads have requests in flight, one of them re
 hands frames meant for the others to them.
 
 While no request is in flight a watcher thread keeps an eye on the socket, because a task may
-compute for hours while the supervisor disappears: end of file or a reset fails the channel and
-calls ``on_lost`` so the runtime exits instead of hanging. Writes are serialised with a lock; each
-frame is one ``sendall``.
+compute for hours while the supervisor disappears: end of file, a reset, or a frame nobody asked
+for fail the channel and call ``on_lost`` so the runtime exits instead of hanging. While requests
+are in flight the watcher does not look at data (see ``_WATCH_EVENTS``). Writes are serialised with a
+lock; each frame is one ``sendall``.
 
 An answer must match an outstanding request. The supervisor answers every request exactly once,
 in order, so an id that was never issued, or was already answered, means the peer is broken;
 dropping such a frame silently would leave the request it was meant for waiting forever. The one
 legitimate unmatched answer is a late one for a request that timed out, and those ids are
-remembered. A frame nobody asked for fails the channel when it is read: at once if it arrived with
-an answer, otherwise when the next request (or, on Linux, the supervisor's end of file) reads it.
+remembered.
 """
 
 from __future__ import annotations
@@ -25,16 +25,20 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from ..core.errors import AirflowApiError
 from .frames import ChannelClosed, Frame, FrameReader, ProtocolError, encode_request
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
+    from typing import Any
+
 _READ_EVENTS = select.POLLIN | select.POLLPRI
-# What the watcher waits for. Linux reports the peer's end of file as POLLRDHUP (a reset as
-# POLLHUP/POLLERR, always reported): the watcher then sleeps through every answer instead of
-# waking, and competing for the GIL, once per round trip. Elsewhere end of file shows as POLLIN.
-_WATCH_EVENTS = getattr(select, "POLLRDHUP", _READ_EVENTS)
+# The watcher never waits for data: it would wake, and compete for the GIL, at every answer. It
+# waits for the peer's end of file (POLLRDHUP, Linux; a reset is POLLHUP/POLLERR, always reported)
+# and looks for data nobody asked for every IDLE_CHECK_SECONDS while no request is in flight.
+_WATCH_EVENTS = getattr(select, "POLLRDHUP", 0)
+IDLE_CHECK_SECONDS = 0.2
 
 
 class CommChannel:
@@ -81,6 +85,7 @@ class CommChannel:
         except BaseException:
             with self._lock:
                 self._answers.pop(request_id, None)
+                self._settle()
             raise
         if frame.error is not None:
             raise AirflowApiError(
@@ -130,8 +135,7 @@ class CommChannel:
                 if self._sleepers:
                     self._state.notify_all()
             del answers[request_id]
-            if answers or self._frames.buffered or self._sleepers:
-                self._settle()
+            self._settle()
             return frame
         finally:
             lock.release()
@@ -176,7 +180,7 @@ class CommChannel:
 
     def _settle(self) -> None:
         """After a request is done with (lock held). With none left in flight, frames already
-        buffered are unsolicited: settle them now rather than when the next request reads them."""
+        buffered are unsolicited: settle them now rather than at the watcher's next look."""
         if not self._answers and not self._reading and self._frames.has_frame():
             self._dispatch(self._read_one(None))  # has_frame: returns without receiving
         if self._sleepers:
@@ -210,10 +214,10 @@ class CommChannel:
         try:
             poller.register(self._sock, _WATCH_EVENTS)
         except (OSError, ValueError):
-            return  # closed before the watch began
+            return  # closed before the watch began: the next request finds out
         while True:
             try:
-                poller.poll()
+                poller.poll(IDLE_CHECK_SECONDS * 1000)
             except OSError:
                 return
             with self._lock:
@@ -223,7 +227,7 @@ class CommChannel:
                 if self._failure is not None or self._closed:
                     return
                 if not self._frames.buffered and not self._poll(0):
-                    continue  # what woke us was an answer, already read by its request
+                    continue  # nothing arrived
                 self._reading = True
             read = self._read_one(None)
             with self._lock:

@@ -13,9 +13,14 @@ import os
 import struct
 import threading
 from collections.abc import Callable
-from typing import Any, BinaryIO, NamedTuple
 
 import msgpack
+
+from ..core.records import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
+    from typing import Any, BinaryIO
 
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 MAX_FRAME_ENV = "PYBUNDLE_MAX_FRAME_BYTES"
@@ -32,10 +37,13 @@ class ChannelClosed(ProtocolError):
     """The peer closed the connection."""
 
 
-class Frame(NamedTuple):
+class Frame(Record):
     id: int
     body: dict[str, Any] | None
     error: dict[str, Any] | None = None
+
+
+_new_frame = tuple.__new__  # decoding builds one Frame per answer: skip Record's keyword handling
 
 
 def max_frame_bytes() -> int:
@@ -119,7 +127,7 @@ def decode_payload(payload: bytes | memoryview) -> Frame:
             and (body is None or type(body) is dict)
             and (error is None or type(error) is dict)
         ):
-            return Frame(frame_id, body, error)
+            return _new_frame(Frame, (frame_id, body, error))  # Record.__new__ minus its argument handling
     if not isinstance(value, (list, tuple)) or len(value) < 2:
         raise ProtocolError(f"a frame must be an array of 2 or 3 elements, got {_kind(value)}")
     frame_id, body = value[0], value[1]

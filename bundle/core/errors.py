@@ -7,7 +7,9 @@ Python Airflow user can guess their meaning; lookup errors are ``LookupError`` s
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
+    from typing import Any
 
 
 class RegistrationError(ValueError):

@@ -9,18 +9,21 @@ worker.
 
 from __future__ import annotations
 
-import logging
+import sys
 import types
-import typing
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
 from .client import Client
 from .context import Context
 from .errors import RegistrationError
+from .records import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
+    import logging
+    from typing import Any
 
 CONTEXT, CLIENT, LOGGER = "context", "client", "logger"
-_NOT_CLIENT_BASES = (object, typing.Protocol, typing.Generic)
 POSITIONAL_ONLY, POSITIONAL, KEYWORD_ONLY, VARIADIC = (
     "positional-only",
     "positional",
@@ -30,31 +33,33 @@ POSITIONAL_ONLY, POSITIONAL, KEYWORD_ONLY, VARIADIC = (
 _CO_VARARGS, _CO_VARKEYWORDS, _CO_COROUTINE = 0x04, 0x08, 0x80
 
 
-class Injection(NamedTuple):
+class Injection(Record):
     name: str
     source: str  # CONTEXT, CLIENT or LOGGER
     positional: bool
 
 
-class InjectionPlan(NamedTuple):
+class InjectionPlan(Record):
     injections: tuple[Injection, ...]
     is_async: bool
 
     def arguments(
-        self, context: Context, client: Client, logger: logging.Logger
+        self, context: Context, client: Client, logger: Callable[[], logging.Logger]
     ) -> tuple[list[Any], dict[str, Any]]:
-        values = {CONTEXT: context, CLIENT: client, LOGGER: logger}
+        """The injected values; ``logger`` is called only when a parameter asks for one."""
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
         for injection in self.injections:
+            source = injection.source
+            value = context if source == CONTEXT else client if source == CLIENT else logger()
             if injection.positional:
-                args.append(values[injection.source])
+                args.append(value)
             else:
-                kwargs[injection.name] = values[injection.source]
+                kwargs[injection.name] = value
         return args, kwargs
 
 
-class _Param(NamedTuple):
+class _Param(Record):
     name: str
     kind: str
     has_default: bool
@@ -63,13 +68,11 @@ class _Param(NamedTuple):
 def _source_of(annotation: Any) -> str | None:
     if annotation is Context or (isinstance(annotation, type) and issubclass(annotation, Context)):
         return CONTEXT
-    if isinstance(annotation, type) and issubclass(annotation, logging.Logger):
+    # A parameter annotated logging.Logger means its module imported logging: no need to here.
+    logging = sys.modules.get("logging")
+    if logging is not None and isinstance(annotation, type) and issubclass(annotation, logging.Logger):
         return LOGGER
-    if (
-        isinstance(annotation, type)
-        and annotation not in _NOT_CLIENT_BASES
-        and issubclass(Client, annotation)
-    ):
+    if isinstance(annotation, type) and annotation is not object and issubclass(Client, annotation):
         return CLIENT
     return None
 
@@ -120,7 +123,7 @@ def plan_injection(fn: Callable[..., Any], where: str) -> InjectionPlan:
     target = _unwrap(fn)
     params, is_async = _parameters(target, where)
     try:
-        hints = typing.get_type_hints(target)
+        hints = _type_hints(target, [param.name for param in params])
     except Exception as exc:  # unresolvable forward references, typos in annotations
         raise RegistrationError(f"{where}: cannot resolve the annotations of {_name(fn)}: {exc}") from None
 
@@ -142,6 +145,26 @@ def plan_injection(fn: Callable[..., Any], where: str) -> InjectionPlan:
             )
         skipped_positional_only = skipped_positional_only or param.kind == POSITIONAL_ONLY
     return InjectionPlan(tuple(injections), is_async)
+
+
+def _type_hints(target: Callable[..., Any], names: list[str]) -> dict[str, Any]:
+    """The parameters' annotations, evaluated as ``typing.get_type_hints`` would (string
+    annotations in the function's globals, ``Annotated`` unwrapped), without importing ``typing``
+    for plain functions: every coordinator start registers the bundle's tasks."""
+    if not isinstance(target, types.FunctionType):
+        import typing
+
+        return typing.get_type_hints(target)
+    annotations = target.__annotations__
+    hints = {}
+    for name in names:
+        annotation = annotations.get(name)
+        if isinstance(annotation, str):
+            annotation = eval(annotation, target.__globals__)  # the bundle module's own annotation
+        while hasattr(annotation, "__metadata__") and hasattr(annotation, "__origin__"):
+            annotation = annotation.__origin__  # Annotated[X, ...] -> X
+        hints[name] = annotation
+    return hints
 
 
 def _name(fn: Callable[..., Any]) -> str:

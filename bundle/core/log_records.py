@@ -13,16 +13,18 @@ and ``AIRFLOW__LOGGING__NAMESPACE_LEVELS`` itself (longest dotted logger prefix 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import re
 import traceback
 from datetime import datetime, timezone
-from typing import Any
 
 from .masking import masker
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
+    from typing import Any
 
 # Keys the record carries itself, or that the supervisor/structlog treat specially.
 _RESERVED = frozenset(
@@ -119,6 +121,8 @@ def record_to_event(record: logging.LogRecord) -> dict[str, Any]:
 
 def encode_event(event: dict[str, Any]) -> bytes:
     """One JSON line; invalid UTF-8 is replaced rather than allowed to break the reader."""
+    import json  # at the first record, not at every start (most tasks log little or nothing)
+
     text = json.dumps(event, ensure_ascii=False, default=str, allow_nan=False)
     return text.encode("utf-8", "replace") + b"\n"
 

@@ -11,7 +11,10 @@ import functools
 import re
 import threading
 from collections.abc import Mapping
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
+    from typing import Any
 
 REDACTED = "***"
 

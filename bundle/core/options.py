@@ -15,9 +15,14 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from .errors import RegistrationError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
+    from typing import Any
+
+    Normaliser = Callable[[Any], Any]
 
 TRIGGER_RULES = frozenset(
     {
@@ -57,8 +62,6 @@ _CRON_RANGES = (
     ("day of week", 0, 7),
 )
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?LW#]+$")
-
-Normaliser = Callable[[Any], Any]
 
 
 def _bool(value: Any) -> bool:

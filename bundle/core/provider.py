@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
 
 from .context import BundleInfo
 from .errors import RegistrationError
 from .registry import Dag, Registry, Task, validate_id
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:
+    Protocol = object  # a plain class at run time: typing costs every start milliseconds
 
-@runtime_checkable
+
 class BundleProvider(Protocol):
     def get_bundle_version(self) -> BundleInfo: ...
 
@@ -92,7 +96,7 @@ def registry_of(provider: BundleProvider) -> Registry:
 
 
 def check_provider(obj: Any) -> BundleProvider:
-    if isinstance(obj, BundleProvider):
+    if all(callable(getattr(obj, method, None)) for method in ("get_bundle_version", "register_dags")):
         return obj
     raise TypeError(
         f"{obj!r} is not a bundle: expected a bundle.Bundle or an object with "

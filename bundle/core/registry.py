@@ -11,11 +11,14 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
 
 from .errors import RegistrationError
 from .injection import InjectionPlan, plan_injection
 from .options import DAG_OPTIONS, TASK_OPTIONS, normalise_options
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
+    from typing import Any
 
 MAX_ID_LENGTH = 250
 _ID_PATTERN = re.compile(r"^[\w.-]+$")

@@ -24,13 +24,13 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -48,9 +48,10 @@ from ._generated.plugin import (
     grpc_stdio_pb2_grpc,
 )
 from .hclog import HclogHandler, HclogWriter
-from .runner import RunnerError, TaskRunner, Workload, parse_go_uuid
-from .settings import load_settings
 from .stdio import StdioCapture
+
+if TYPE_CHECKING:
+    from .runner import TaskRunner
 
 CORE_PROTOCOL_VERSION = 1
 APP_PROTOCOL_VERSIONS = (1,)
@@ -137,6 +138,21 @@ def _add_port(server: grpc.Server, target: str, credentials: grpc.ServerCredenti
     return server.add_secure_port(target, credentials)
 
 
+def _temp_dir(env: Mapping[str, str]) -> str:
+    """Go's ``os.TempDir``: ``$TMPDIR``, else ``/tmp`` (``tempfile`` would cost start-up its imports)."""
+    return env.get("TMPDIR") or "/tmp"
+
+
+def _unused_path(directory: str, prefix: str) -> str:
+    """A name no file has in ``directory``, like ``os.CreateTemp(dir, prefix)`` minus the file:
+    binding fails rather than reuse a path that appears meanwhile."""
+    for _ in range(100):
+        path = os.path.join(directory, prefix + str(int.from_bytes(os.urandom(4), "big")))
+        if not os.path.lexists(path):
+            return path
+    raise OSError(f"no unused socket name in {directory}")
+
+
 def bind_listener(
     server: grpc.Server, credentials: grpc.ServerCredentials | None, environ: dict[str, str] | None = None
 ) -> Listener:
@@ -145,10 +161,7 @@ def bind_listener(
     when Unix sockets are unavailable, the path is too long, or ``PYBUNDLE_PLUGIN_NETWORK=tcp``."""
     env = os.environ if environ is None else environ
     if hasattr(os, "fork") and env.get(NETWORK_ENV, "unix") != "tcp":
-        directory = env.get("PLUGIN_UNIX_SOCKET_DIR") or tempfile.gettempdir()
-        fd, path = tempfile.mkstemp(prefix="plugin", dir=directory)
-        os.close(fd)
-        os.unlink(path)
+        path = _unused_path(env.get("PLUGIN_UNIX_SOCKET_DIR") or _temp_dir(env), "plugin")
         if len(path.encode()) <= _SUN_PATH_MAX:
             try:
                 if _add_port(server, f"unix:{path}", credentials):
@@ -239,6 +252,10 @@ class DagBundleServicer(plugin_pb2_grpc.DagBundleServicer):
             context.abort(grpc.StatusCode.UNIMPLEMENTED, 'Unimplmeneted workload "not set"')
         task = request.task
         ti = task.ti
+        # The runner (Execution API client, ssl, settings, task logs) loads at the first Execute:
+        # the handshake, which the host waits for, does not need it.
+        from .runner import RunnerError, Workload, parse_go_uuid
+
         try:
             ti_id = parse_go_uuid(ti.id.value)
         except ValueError as exc:
@@ -301,6 +318,9 @@ class DagBundleServicer(plugin_pb2_grpc.DagBundleServicer):
                         error="".join(traceback.format_exception(exc)),
                     )
                     return None
+                from .runner import TaskRunner
+                from .settings import load_settings
+
                 self._runner = TaskRunner(self._registry, load_settings(), self.state.writer)
             return self._runner
 
