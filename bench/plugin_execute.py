@@ -22,7 +22,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from .measure import BENCH_BUNDLE, PYTHON, subject_env
 from .stub_supervisor import startup_details
 
-COOKIE = {"AIRFLOW_BUNDLE_MAGIC_COOKIE": "23C6AB18-91F9-4760-B3E8-328EF3C861AB", "PLUGIN_PROTOCOL_VERSIONS": "1"}
+COOKIE = {
+    "AIRFLOW_BUNDLE_MAGIC_COOKIE": "23C6AB18-91F9-4760-B3E8-328EF3C861AB",
+    "PLUGIN_PROTOCOL_VERSIONS": "1",
+}
 
 
 class _ExecutionApiStub(BaseHTTPRequestHandler):
