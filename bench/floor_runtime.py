@@ -29,6 +29,7 @@ def _send(sock, request_id, body):
 
 
 comm = socket.create_connection(_addr("--comm="))
+comm.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as pybundle does
 logs = socket.create_connection(_addr("--logs="))
 rfile = comm.makefile("rb")
 ti = _read(rfile)[1]["ti"]

@@ -72,7 +72,6 @@ def binary_region(path: str) -> tuple[int, str]:
 
     The region is hashed in chunks and never held whole: a trailer whose lengths are damaged can
     make the "region" most of an arbitrarily large file, and a warm start needs only the hash."""
-    import hashlib
     import struct
 
     with open(path, "rb") as handle:
@@ -92,7 +91,7 @@ def binary_region(path: str) -> tuple[int, str]:
                     raise LaunchError(f"{path}: the bundle trailer leaves no launcher region")
                 expected = trailer[12:44]
         handle.seek(0)
-        digest = hashlib.sha256()
+        digest = _sha256()
         left = end
         while left:
             chunk = handle.read(min(CHUNK_SIZE, left))
@@ -107,18 +106,31 @@ def binary_region(path: str) -> tuple[int, str]:
     return end, digest.hexdigest()
 
 
+def _sha256():
+    """A SHA-256 hasher. The builtin ``_sha256`` module loads in microseconds; ``hashlib`` goes
+    through OpenSSL's ``_hashlib``, which costs every warm start milliseconds."""
+    try:
+        from _sha256 import sha256  # CPython <= 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # CPython >= 3.12
+        except ImportError:
+            from hashlib import sha256
+    return sha256()
+
+
 def read_region(path: str, end: int, key: str) -> bytes:
     """The launcher region, read for an extraction and checked against ``key`` once more, so an entry
     can only ever hold the bytes its name (the hash) promises, even if the file changed meanwhile."""
-    import hashlib
-
     if end > MAX_REGION_BYTES:
         raise LaunchError(
             f"{path}: the launcher region is {end} bytes, more than the {MAX_REGION_BYTES} a bundle runtime can be"
         )
     with open(path, "rb") as handle:
         region = handle.read(end)
-    if len(region) != end or hashlib.sha256(region).hexdigest() != key:
+    digest = _sha256()
+    digest.update(region)
+    if len(region) != end or digest.hexdigest() != key:
         raise LaunchError(f"{path} changed while it was being read")
     return region
 
@@ -189,7 +201,6 @@ def open_root() -> str:
 
 def read_entry(entry: str, key: str) -> dict | None:
     """The stamp of a complete entry, None if there is no entry; raises BrokenEntry if it is damaged."""
-    import json
     import stat
 
     try:
@@ -201,7 +212,7 @@ def read_entry(entry: str, key: str) -> dict | None:
     check_private(entry, st)
     try:
         with open(os.path.join(entry, STAMP_NAME), "rb") as handle:
-            stamp = json.loads(handle.read())
+            stamp = _json_loads(handle.read().decode("utf-8"))
         if stamp["sha256"] != key or not valid_config(stamp["config"]):
             raise BrokenEntry(entry)
         for name, size in stamp["files"].items():
@@ -210,6 +221,38 @@ def read_entry(entry: str, key: str) -> dict | None:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise BrokenEntry(entry) from None
     return stamp
+
+
+class _ScannerContext:
+    """What ``_json.make_scanner`` reads from a ``JSONDecoder``: the stock settings."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    memo: dict = {}
+
+    @staticmethod
+    def parse_constant(name: str) -> float:
+        raise ValueError(f"{name} is not valid in a stamp")
+
+
+def _json_loads(text: str) -> object:
+    """``json.loads`` through the C scanner alone: importing ``json`` costs every warm start
+    milliseconds, and the stamp is all a warm start parses. Anything the scanner does not take
+    cleanly (its error path needs ``json`` itself) goes through ``json.loads`` for the error."""
+    try:
+        from _json import make_scanner
+
+        value, end = make_scanner(_ScannerContext())(text, 0)
+        if not text[end:].strip():
+            return value
+    except Exception:
+        pass
+    import json
+
+    return json.loads(text)
 
 
 def valid_config(config: object) -> bool:
@@ -358,9 +401,6 @@ def install(path: str, end: int, root: str, key: str) -> tuple[str, dict]:
     A damaged entry in the way is moved aside and the fresh copy renamed in *before* the old one is
     deleted, so the entry path is missing only between two renames; a concurrent start that just
     returned this entry keeps finding its files."""
-    import errno
-    import tempfile
-
     entry = os.path.join(root, key)
     try:
         stamp = read_entry(entry, key)
@@ -369,6 +409,9 @@ def install(path: str, end: int, root: str, key: str) -> tuple[str, dict]:
             return entry, stamp
     except BrokenEntry:
         pass
+    import errno  # a miss (first start) from here on: warm starts do not import these
+    import tempfile
+
     region = read_region(path, end, key)
     sweep(root, key)
     staging = tempfile.mkdtemp(prefix=f".tmp-{key[:16]}-", dir=root)
