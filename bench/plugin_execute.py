@@ -32,6 +32,8 @@ class _ExecutionApiStub(BaseHTTPRequestHandler):
     """Answers the calls a no-op task makes; anything else is a 404 the figure reports."""
 
     unexpected: list[str] = []
+    disable_nagle_algorithm = True  # as uvicorn does: headers and body go out as two writes
+    protocol_version = "HTTP/1.1"  # keep-alive, as the real server offers
 
     def _answer(self, status: int, body: object = None) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))

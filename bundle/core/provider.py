@@ -7,7 +7,6 @@ providers are asked to ``register_dags`` once per process, as Go does.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 
 from .context import BundleInfo
@@ -16,6 +15,7 @@ from .registry import Dag, Registry, Task, validate_id
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import weakref
     from typing import Any, Protocol
 else:
     Protocol = object  # a plain class at run time: typing costs every start milliseconds
@@ -73,13 +73,18 @@ class Bundle:
             registry.adopt(dag)
 
 
-_registries: weakref.WeakKeyDictionary[Any, Registry] = weakref.WeakKeyDictionary()
+_registries: weakref.WeakKeyDictionary[Any, Registry] | None = None
 
 
 def registry_of(provider: BundleProvider) -> Registry:
     """The provider's registry, built once per process."""
+    global _registries
     if isinstance(provider, Bundle):
         return provider.registry
+    if _registries is None:  # only other providers pay for importing weakref
+        import weakref
+
+        _registries = weakref.WeakKeyDictionary()
     try:
         cached = _registries.get(provider)
     except TypeError:  # not weak-referenceable
