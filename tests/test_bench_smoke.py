@@ -21,6 +21,13 @@ def test_quick_benchmark_run_produces_every_figure():
     report = json.loads(proc.stdout)
     figures = {row["figure"].split()[0] for row in report["rows"]}
     assert figures == {"1", "2", "3", "4", "5", "6", "7"}
+    subjects = {row["subject"] for row in report["rows"]}
+    assert {"packed executable, warm cache", "packed executable, first run"} <= subjects
+    assert [row["figure"] for row in report["rows"]] == sorted(
+        (row["figure"] for row in report["rows"]), key=lambda figure: int(figure.split()[0])
+    )
+    [execute] = [row for row in report["rows"] if row["figure"] == "5 plugin Execute"]
+    assert execute["extra"]["overhead_ms"] > 0
     for row in report["rows"]:
         assert row["value"] > 0, row
         if row["baseline"]:
