@@ -22,7 +22,7 @@ def main() -> int:
     plan = {
         1: lambda: figures.coordinator_cold_start(runs),
         2: lambda: figures.versus_airflow_task_runner(max(2, runs // 3)),
-        3: lambda: figures.request_round_trips(runs if args.quick else 7, 100 if args.quick else 2500),
+        3: lambda: figures.request_round_trips(runs if args.quick else 11, 100 if args.quick else 2500),
         4: lambda: figures.dag_parsing(
             [10, 50] if args.quick else [10, 100, 1000], 20, 1 if args.quick else 3
         ),

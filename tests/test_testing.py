@@ -176,3 +176,22 @@ def test_task_is_still_a_plain_function():
     assert returns_none() is None
     with pytest.raises(RuntimeError):
         fails()
+
+
+def test_typed_calls_check_their_own_arguments_before_anything_is_sent():
+    # get_variable and push_xcom skip the generic validation of the body they build (a round trip
+    # costs less); their own argument checks must refuse what that validation would have.
+    from bundle.core.context import TaskInstanceInfo
+    from bundle.core.errors import InvalidRequest
+
+    client = FakeClient().bind(TaskInstanceInfo(dag_id="d", run_id="r", task_id="t"))
+    with pytest.raises(InvalidRequest, match=r"GetVariable\.key must be a string"):
+        client.get_variable(123)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match=r"SetXCom\.key must be a string"):
+        client.push_xcom(None, 1)  # type: ignore[arg-type]
+    for value in (object(), b"bytes", {1: "non-str key"}, float("nan")):
+        with pytest.raises(InvalidRequest, match=r"SetXCom\.value must be JSON-serialisable"):
+            client.push_xcom("k", value)
+    assert client.requests == []
+    client.push_xcom("k", {"ok": [1, 2.5, None]})
+    assert client.requests[-1]["type"] == "SetXCom" and client.pushed == {"k": {"ok": [1, 2.5, None]}}
