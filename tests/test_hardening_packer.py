@@ -568,7 +568,9 @@ def test_not_a_regular_file(tmp_path, kind):
     for command in ("inspect", "verify"):
         result = pack_cli(command, str(path))
         assert_one_error(result, f"cannot read {path}")
-        assert result.seconds < 5
+        # Reading a FIFO or /dev/zero would never end; the bound only proves that. It is loose on
+        # purpose: a stalled shared VM once took 5.7 s for these two CLI starts.
+        assert result.seconds < 30
 
 
 def test_every_mutation_of_a_bundle_is_a_clean_error(good, tmp_path, monkeypatch):
@@ -702,7 +704,9 @@ def test_verify_kills_what_the_executable_left_behind(hostile_bundle, monkeypatc
     report = verify(str(hostile_bundle))
     seconds = time.monotonic() - began
     assert report.ok, report.problems  # the dumps themselves were fine
-    assert seconds < 3 * (introspect.EXIT_GRACE_SECONDS + 2)  # not the sleeper's ten minutes
+    # Three dumps, each ending within EXIT_GRACE_SECONDS of its output; the sleeper it left would
+    # take ten minutes. The bound is loose on purpose: a stalled shared VM once made this 9.0 s.
+    assert seconds < 60
     pid = int(pid_file.read_text())
     deadline = time.monotonic() + 5
     while alive(pid) and time.monotonic() < deadline:
