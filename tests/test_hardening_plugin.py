@@ -510,7 +510,9 @@ def test_state_answering_500_is_an_execute_error(api, chaos, env, bundle_path):
     note("/state answers 500 (3 attempts)", seconds)
     assert error is not None and "reporting state success" in error.details()
     assert api.ti_state(ti) == "running"  # nobody can tell Airflow: its zombie detection will
-    assert seconds < 0.3 + RETRY_WAITS + 1.5
+    # Three attempts with RETRY_WAITS of backoff, not the 60 s of retries a heartbeat allows; the
+    # slack covers a loaded VM (4.3 s measured once against 2.8-3.2 s usually).
+    assert seconds < 0.3 + RETRY_WAITS + 4.0
 
 
 def test_a_failing_api_call_inside_the_task_fails_the_task(api, chaos, env, bundle_path):
