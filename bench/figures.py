@@ -212,13 +212,9 @@ def _plugin_handshake(command: list[str]) -> Sample:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="bench-plugin-") as sockets:
-        env = subject_env(
-            {
-                "AIRFLOW_BUNDLE_MAGIC_COOKIE": "23C6AB18-91F9-4760-B3E8-328EF3C861AB",
-                "PLUGIN_PROTOCOL_VERSIONS": "1",
-                "PLUGIN_UNIX_SOCKET_DIR": sockets,
-            }
-        )
+        from .plugin_execute import COOKIE
+
+        env = subject_env({**COOKIE, "PLUGIN_UNIX_SOCKET_DIR": sockets})
         started = time.monotonic()
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         line = proc.stdout.readline()

@@ -19,13 +19,14 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from bundle._stdout import COOKIE_KEY
+from bundle.plugin import COOKIE_VALUE
+
 from .measure import BENCH_BUNDLE, PYTHON, subject_env
 from .stub_supervisor import startup_details
 
-COOKIE = {
-    "AIRFLOW_BUNDLE_MAGIC_COOKIE": "23C6AB18-91F9-4760-B3E8-328EF3C861AB",
-    "PLUGIN_PROTOCOL_VERSIONS": "1",
-}
+# What the go-plugin host sets for a plugin (the product's own cookie constants).
+COOKIE = {COOKIE_KEY: COOKIE_VALUE, "PLUGIN_PROTOCOL_VERSIONS": "1"}
 
 
 class _ExecutionApiStub(BaseHTTPRequestHandler):

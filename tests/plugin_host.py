@@ -382,6 +382,20 @@ def execute_request(
 
 
 # -- a real HTTP front for the fake Execution API ---------------------------------------------------
+def write_response(
+    handler: BaseHTTPRequestHandler, status: int, headers: Mapping[str, str], content: bytes
+) -> None:
+    """Answer with ``content`` and its length; hop-by-hop headers from the fake are dropped."""
+    handler.send_response(status)
+    for key, value in headers.items():
+        if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+            handler.send_header(key, value)
+    handler.send_header("Content-Length", str(len(content)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(content)
+
+
 @dataclass
 class SeenRequest:
     method: str
@@ -423,14 +437,7 @@ class ExecutionApiServer:
                     out_headers = dict(response.headers)
                 except Exception as exc:  # a bug in the fake: answer 4xx so the plugin does not retry
                     status, content, out_headers = 418, json.dumps({"detail": str(exc)}).encode(), {}
-                self.send_response(status)
-                for key, value in out_headers.items():
-                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(content)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(content)
+                write_response(self, status, out_headers, content)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 

@@ -25,7 +25,14 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.plugin_host import PluginHost, bundle_command, execute_request, iter_json_lines, wait_for
+from tests.plugin_host import (
+    PluginHost,
+    bundle_command,
+    execute_request,
+    iter_json_lines,
+    wait_for,
+    write_response,
+)
 
 pytest.importorskip("airflow.api_fastapi.execution_api.datamodels")
 
@@ -115,14 +122,7 @@ class ChaosApiServer:
                         response.content,
                         dict(response.headers),
                     )
-                self.send_response(status)
-                for key, value in out_headers.items():
-                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(content)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(content)
+                write_response(self, status, out_headers, content)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 

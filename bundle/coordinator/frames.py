@@ -178,10 +178,7 @@ class FrameReader:
         buf = self._buf
         if not buf and wait is None:
             # The usual case: nothing buffered, and the whole frame arrives in one receive.
-            try:
-                data = self._recv(self._chunk or 4)
-            except OSError as exc:
-                raise ChannelClosed(f"the comm channel failed: {exc}") from None
+            data = self._receive(self._chunk or 4)
             if len(data) > 4:
                 (length,) = _HEADER.unpack_from(data)
                 if len(data) == 4 + length and 0 < length <= self._limit:
