@@ -14,7 +14,7 @@ def _noop() -> None:
 
 def pybundle_seconds(dags: int, tasks: int) -> float:
     from bundle import Bundle
-    from bundle.coordinator.serialization import serialize_registry
+    from bundle.introspection.serialization import serialize_registry
 
     bundle = Bundle("parse_bench", queue="bench")
     for d in range(dags):

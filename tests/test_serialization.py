@@ -30,7 +30,7 @@ from airflow.sdk.bases.operator import BaseOperator
 from airflow.serialization.serialized_objects import DagSerialization
 
 from bundle import Bundle, RegistrationError
-from bundle.coordinator.serialization import (
+from bundle.introspection.serialization import (
     serialize_dag,
     serialize_registry,
     task_module_of,
@@ -747,7 +747,7 @@ def test_comparator_reports_differences() -> None:
 def test_imports_only_the_standard_library() -> None:
     """Coordinator mode runs without Airflow, YAML or gRPC installed."""
     code = (
-        "import sys; import bundle.coordinator.serialization; "
+        "import sys; import bundle.introspection.serialization; "
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'airflow', 'yaml', 'grpc', 'google'}); "
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -26,7 +26,7 @@ REPLY_TIMEOUT_SECONDS = 30.0
 
 
 def parse_dags(provider: BundleProvider, channel: CommChannel, request: dict[str, Any]) -> int:
-    from .serialization import serialize_registry
+    from ..introspection.serialization import serialize_registry
 
     fileloc = str(request.get("file") or "")
     bundle_path = request.get("bundle_path")
