@@ -2,7 +2,7 @@
 
 It measures; it is not used to test behaviour (the tests drive the released supervisor). Answers are
 the shapes the 1.3.2 supervisor sends: ``[id, body, None]`` frames, ``VariableResult`` for
-``GetVariable``, ``None`` bodies for writes and terminal messages.
+``GetVariable``, ``XComResult`` (value 1) for ``GetXCom``, ``None`` bodies for writes and terminal messages.
 """
 
 from __future__ import annotations
@@ -108,7 +108,8 @@ def peak_rss_kib(pid: int) -> int:
 
 class StubSupervisor:
     """One task's worth of supervisor. ``first_request_at`` is the monotonic time the first request
-    frame arrived; ``requests`` counts every request; ``terminal`` is the terminal body, if any."""
+    frame arrived; ``requests`` counts every request (``request_types`` by type); ``terminal`` is
+    the terminal body, if any; ``startup_sent_at``/``terminal_at`` bound the task as the stub sees it."""
 
     def __init__(self, first_frame: dict[str, Any] | None = None):
         self.comm = socket.create_server(("127.0.0.1", 0))
@@ -116,6 +117,10 @@ class StubSupervisor:
         self.first_frame = first_frame or startup_details()
         self.first_request_at: float | None = None
         self.requests = 0
+        self.request_types: dict[str, int] = {}  # figure 8 asserts one GetXCom per bound argument
+        self.get_xcom_times: list[float] = []  # figure 8: arrivals, for the interval between two
+        self.startup_sent_at: float | None = None
+        self.terminal_at: float | None = None
         self.round_trip_times: list[float] = []
         self.terminal: dict[str, Any] | None = None
         self.error: BaseException | None = None
@@ -156,6 +161,7 @@ class StubSupervisor:
             conn, _ = self.comm.accept()
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.sendall(frame(0, self.first_frame))
+            self.startup_sent_at = time.monotonic()
             while True:
                 (length,) = _HEADER.unpack(_read_exact(conn, 4))
                 request_id, body, *_ = msgpack.unpackb(_read_exact(conn, length), timestamp=3)
@@ -164,6 +170,9 @@ class StubSupervisor:
                     self.first_request_at = arrived
                 self.requests += 1
                 kind = body.get("type")
+                self.request_types[kind] = self.request_types.get(kind, 0) + 1
+                if kind == "GetXCom":
+                    self.get_xcom_times.append(arrived)
                 if kind in ROUND_TRIP_TYPES and body.get("key") == ROUND_TRIP_KEY:
                     self.round_trip_times.append(arrived)
                 if kind in ("SucceedTask", "TaskState", "RetryTask", "DagFileParsingResult") and self.pid:
@@ -172,10 +181,13 @@ class StubSupervisor:
                     conn.sendall(
                         frame(request_id, {"key": body["key"], "value": "v", "type": "VariableResult"})
                     )
+                elif kind == "GetXCom":  # figure 8: every bound argument reads one, an int
+                    conn.sendall(frame(request_id, {"key": body["key"], "value": 1, "type": "XComResult"}))
                 else:
                     conn.sendall(frame(request_id, None))
                 if kind in ("SucceedTask", "TaskState", "RetryTask", "DagFileParsingResult"):
                     self.terminal = body
+                    self.terminal_at = arrived
         except EOFError:
             pass
         except BaseException as exc:  # reported by the caller

@@ -15,6 +15,7 @@ if _stdout.needs_clean_stdout(_sys.argv[1:]):
     _stdout.protect_stdout()
 
 from ._version import __version__
+from .core.authoring.binding import XComArg, XComNotFound
 from .core.client import Client, ConnectionClient, VariableClient, XComClient
 from .core.context import BundleInfo, Context, DagRunInfo, TaskInstanceInfo
 from .core.errors import (
@@ -27,6 +28,7 @@ from .core.errors import (
     RequestNotAllowed,
     SkipTask,
     TaskCancelled,
+    TaskTimeout,
     VariableNotFound,
 )
 from .core.provider import Bundle, BundleProvider
@@ -40,6 +42,11 @@ def __getattr__(name: str) -> object:
         from .core.connection import Connection
 
         return Connection
+    # ``Param`` likewise, for DAGs with params (its validator stays unloaded for the others).
+    if name in ("Param", "ParamValidationError"):
+        from .core.authoring import params
+
+        return getattr(params, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -58,6 +65,8 @@ __all__ = [
     "FailTask",
     "InvalidRequest",
     "NotFound",
+    "Param",
+    "ParamValidationError",
     "RegistrationError",
     "Registry",
     "RequestNotAllowed",
@@ -65,9 +74,12 @@ __all__ = [
     "Task",
     "TaskCancelled",
     "TaskInstanceInfo",
+    "TaskTimeout",
     "VariableClient",
     "VariableNotFound",
+    "XComArg",
     "XComClient",
+    "XComNotFound",
     "__version__",
     "serve",
 ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -187,6 +187,18 @@ class TaskRunResult:
         """The log messages, masked the way Airflow's task log shows them."""
         return [masker.redact(r.getMessage()) for r in self.logs]
 
+    @property
+    def traceback(self) -> str | None:
+        """The task's exception as its task log shows it (source lines, chained exceptions,
+        pybundle's own frames left out unless ``PYBUNDLE_TRACEBACK_INTERNAL=1``), masked; ``None``
+        when the task raised nothing. Handy as an assertion message:
+        ``assert result.state == "success", result.traceback``."""
+        if self.error is None:
+            return None
+        from .core.tracebacks import format_exception
+
+        return masker.redact(format_exception(self.error))
+
 
 class _Capture(logging.Handler):
     def __init__(self) -> None:
@@ -209,10 +221,22 @@ def run_task(
     run_id: str = "manual__2026-01-01T00:00:00+00:00",
     logical_date: datetime | None = None,
     conf: Mapping[str, Any] | None = None,
+    xcom_keys_to_clear: Sequence[str] = (),
+    arguments: Mapping[str, Any] | None = None,
 ) -> TaskRunResult:
     """Run one task like a worker would and return its terminal state, XComs and log records.
 
-    A retry is allowed when ``try_number <= max_tries``, as Airflow computes ``should_retry``."""
+    A retry is allowed when ``try_number <= max_tries``, as Airflow computes ``should_retry``.
+    ``xcom_keys_to_clear`` are the keys Airflow's run context lists for a retry: deleted (one
+    ``DeleteXCom`` each, in ``client.requests``) before the task runs. ``execution_timeout`` is
+    enforced as under the supervisor when called from the main thread (SIGALRM; off it, the task
+    runs on a thread that is abandoned at the deadline); there is no backstop for a task blocked
+    where no signal reaches it, which would hang the test.
+
+    Bound arguments (``load(rows=extract.output["rows"])``) are read from ``client``'s XComs, one
+    ``GetXCom`` each, as on a worker; ``arguments={"rows": 4}`` gives values directly instead
+    (type-checked like XCom values). ``conf`` meets the DAG's params as a triggered run's does
+    (``result.error`` is the ``ParamValidationError`` of an invalid one)."""
     client = client or FakeClient()
     logical_date = logical_date or datetime(2026, 1, 1, tzinfo=timezone.utc)
     ti = TaskInstanceInfo(
@@ -243,7 +267,13 @@ def run_task(
     root.addHandler(capture)
     root.setLevel(logging.DEBUG)
     try:
-        outcome: TaskOutcome = execute_task(registry_of(bundle), context, client)
+        outcome: TaskOutcome = execute_task(
+            registry_of(bundle),
+            context,
+            client,
+            xcom_keys_to_clear=xcom_keys_to_clear,
+            arguments=arguments,
+        )
     finally:
         root.removeHandler(capture)
         root.setLevel(previous_level)

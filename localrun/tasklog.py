@@ -39,7 +39,7 @@ def format_record(record: dict[str, Any]) -> list[str]:
     extras = [f"{k}={_short(v)}" for k, v in record.items() if k not in _STANDARD_KEYS]
     head = f"{time_part:<12} {level:<8} " + (f"{logger}: " if logger else "") + text
     lines = [head + (" " + " ".join(extras) if extras else "")]
-    lines += [f"    {line}" for line in _exception_lines(record.get("error_detail"))]
+    lines += [f"    {line}" if line else "" for line in _exception_lines(record.get("error_detail"))]
     return lines
 
 
@@ -52,34 +52,25 @@ def format_log(text: str) -> list[str]:
 
 
 def last_error(text: str) -> str | None:
-    """The last exception (``Type: message``) or error-level event in a task log, for a short note."""
+    """The last exception (``Type: message``) or error-level event in a task log, for a short note.
+
+    Of a chain it is the outermost exception (``error_detail[0]``), the one the task raised and
+    the last line Python prints, not the root cause the chain ends with."""
     for record in reversed(parse_log(text)):
         detail = record.get("error_detail")
-        if isinstance(detail, list) and detail and isinstance(detail[-1], dict):
-            return f"{detail[-1].get('exc_type', 'Exception')}: {detail[-1].get('exc_value', '')}"
+        if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+            return f"{detail[0].get('exc_type', 'Exception')}: {detail[0].get('exc_value', '')}"
         if str(record.get("level", "")).lower() in ("error", "critical", "exception"):
             return str(record.get("event", ""))
     return None
 
 
 def _exception_lines(detail: Any) -> list[str]:
-    if not detail:
-        return []
-    if not isinstance(detail, list):
-        return [str(detail)]
-    lines: list[str] = []
-    for exc in detail:
-        if not isinstance(exc, dict):
-            lines.append(str(exc))
-            continue
-        lines.append("Traceback (most recent call last):")
-        for frame in exc.get("frames") or []:
-            if isinstance(frame, dict):
-                lines.append(
-                    f'  File "{frame.get("filename")}", line {frame.get("lineno")}, in {frame.get("name")}'
-                )
-        lines.append(f"{exc.get('exc_type', 'Exception')}: {exc.get('exc_value', '')}")
-    return lines
+    """``error_detail`` as Python prints the exception: root cause first, chained exceptions after
+    Python's separators, each frame's source line under it when the record carries one."""
+    from bundle.core.tracebacks import format_stacks
+
+    return format_stacks(detail)
 
 
 def _short(value: Any, limit: int = 200) -> str:

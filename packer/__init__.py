@@ -8,7 +8,9 @@ Two formats (see ``docs``/the bundle-formats spec):
   trailer that apache-airflow-task-sdk 1.3.2's ``ExecutableCoordinator`` discovers.
 
 Both carry the same launcher: a ``#!/bin/sh`` stub plus an embedded ZIP with the bundle's code, pybundle's
-pure-Python runtime and msgpack's pure-Python fallback, so a worker needs nothing but ``python3 >= 3.10``.
+pure-Python runtime, msgpack's pure-Python fallback and the bundle's vendored dependencies (wheels
+resolved by pip, :mod:`packer.deps` / :mod:`packer.vendor`), so a worker needs nothing but a
+``python3 >= 3.10`` (of the version compiled wheels were built for), which it runs isolated (``-I -S``).
 """
 
 from __future__ import annotations

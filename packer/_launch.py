@@ -8,7 +8,9 @@ may only use the standard library and must work on any worker with a bare ``pyth
 What it does:
 
 1. Finds the launcher region: the whole file, or ``[0, source_start)`` when the file ends with an
-   ``AFBNDL01`` trailer, whose SHA-256 it checks (a damaged file refuses to run).
+   ``AFBNDL01`` trailer. Its SHA-256 is the cache key: a warm start takes it from the trailer (a
+   64-byte read, whatever the payload's size), a first start hashes the region and checks it against
+   the trailer (a damaged file refuses to run); a file without a trailer is hashed every start.
 2. Uses ``<cache>/<sha256 of that region>/`` as the extracted runtime, where ``<cache>`` is
    ``$PYBUNDLE_CACHE_DIR``, else ``$XDG_CACHE_HOME/pybundle``, else ``~/.cache/pybundle``, else
    ``<tmp>/pybundle-<uid>`` (a default location that cannot be created or is not private is skipped).
@@ -18,8 +20,13 @@ What it does:
 3. On a miss, extracts the ZIP that ends the region into a private temporary directory next to the
    entry, writes the stamp last, and renames the directory into place. ``rename`` is atomic, so
    concurrent first runs each extract and the first rename wins; the others use the winner's copy.
-4. Puts the runtime (``lib``) and the bundle's code (``app``) first on ``sys.path`` and serves the bundle
-   in this process with the arguments it was given.
+4. When the payload vendors compiled wheels, checks that this interpreter is what they were built for
+   (CPython, the Python minor, a platform tag of every wheel; see :func:`check_requires`).
+5. Puts the runtime and the vendored dependencies (``lib``) and the bundle's code (``app``) first on
+   ``sys.path`` and serves the bundle in this process with the arguments it was given. The stub runs
+   the interpreter with ``-I -S``: no site-packages (system or user), no ``.pth`` processing, no
+   ``PYTHON*`` variables, no current directory on ``sys.path``, so the worker's installed packages can
+   neither shadow nor stand in for the bundle's.
 
 The cache stays bounded: a first start also removes leftovers of crashed extractions older than a day
 and entries no start has used for 30 days; a warm start refreshes its entry's stamp at most daily.
@@ -28,7 +35,8 @@ What is trusted, and why: the security boundary is the cache directory's ownersh
 content hash. Everything extracted is created 0755/0644 whatever the umask (``__pycache__`` included),
 so only this user (or root) can change an entry, and such a user could as well change the bundle
 file or ``~/.bashrc``. A warm start therefore checks the stamp and every file's size (what a crashed
-or interrupted extraction, a deleted or truncated file leaves behind) but does not re-hash contents:
+or interrupted extraction, a deleted or truncated file leaves behind; of vendored dependencies only
+their top-level files, package ``__init__.py`` and ``METADATA``, see :func:`stamped`) but does not re-hash contents:
 that would cost every start a read of the whole runtime and still not cover the ``.pyc`` files the
 interpreter writes next to it. Everything read from the bundle file is bounded (the region is hashed
 in chunks; an extraction checks the entry count and declared sizes first) and every failure before
@@ -45,12 +53,14 @@ TRAILER_SIZE = 64
 MAGIC = b"AFBNDL01"
 CACHE_ENV = "PYBUNDLE_CACHE_DIR"
 CONFIG_NAME = "pybundle-launch.json"
+VERIFY_IMPORTS_ENV = "PYBUNDLE_VERIFY_IMPORTS"  # set by ``bundle-pack verify`` only
 STAMP_NAME = ".pybundle-entry.json"
 STALE_SECONDS = 24 * 3600  # leftovers of crashed extractions older than this are removed
 UNUSED_SECONDS = 30 * 24 * 3600  # entries not started for this long are removed (one per bundle build)
 CHUNK_SIZE = 1 << 20
-# Sanity bounds on the embedded runtime (the packer writes ~0.4 MiB in ~100 entries): a damaged or
-# crafted archive fails with an error line instead of exhausting memory or the disk.
+# Sanity bounds on the embedded runtime (the packer writes ~0.4 MiB in ~100 entries, plus the vendored
+# dependencies: numpy alone is ~40 MiB in ~1,000 files): a damaged or crafted archive fails with an
+# error line instead of exhausting memory or the disk.
 MAX_REGION_BYTES = 1 << 30
 MAX_ENTRIES = 100_000
 MAX_UNPACKED_BYTES = 1 << 30
@@ -66,9 +76,16 @@ class BrokenEntry(Exception):
     """A cache entry that is present but incomplete or damaged; it gets replaced."""
 
 
-def binary_region(path: str) -> tuple[int, str]:
+def binary_region(path: str, verify: bool = True) -> tuple[int, str]:
     """The length of the launcher region of ``path`` and its SHA-256 (hex), verified against the
     trailer if any.
+
+    With ``verify=False`` and a trailer, the trailer's recorded hash is returned unchecked: that is
+    what a warm start uses as its cache key, so that it costs a 64-byte read and not a hash of the
+    whole region (tens of MiB once dependencies are vendored). It is safe because the entry of that
+    key can only hold bytes that hashed to it (an extraction verifies the region first, see
+    :func:`install`), so a damaged file either finds the intact runtime it was built with or, on a
+    miss, is refused; and Airflow's reader hashes the region before it ever runs the file.
 
     The region is hashed in chunks and never held whole: a trailer whose lengths are damaged can
     make the "region" most of an arbitrarily large file, and a warm start needs only the hash."""
@@ -90,6 +107,8 @@ def binary_region(path: str) -> tuple[int, str]:
                 if end <= 0:
                     raise LaunchError(f"{path}: the bundle trailer leaves no launcher region")
                 expected = trailer[12:44]
+                if not verify:
+                    return end, expected.hex()
         handle.seek(0)
         digest = _sha256()
         left = end
@@ -278,6 +297,20 @@ def write_file(path: str, data: bytes) -> None:
         handle.write(data)
 
 
+RUNTIME_TOPS = ("bundle", "msgpack")
+
+
+def stamped(parts: list[str]) -> bool:
+    """Whether a warm start checks this file's size. Every file of pybundle's runtime and of the
+    bundle's own code is checked; of a vendored dependency only its top-level entries, the
+    ``__init__.py`` of a package and the ``METADATA`` of a distribution: a numpy-sized dependency set
+    has over a thousand files, and stat-ing each would cost every warm start milliseconds for files
+    the bundle may never import. A cleaner that deletes old cache files deletes those markers too."""
+    if parts[0] != "lib" or len(parts) <= 2 or parts[1] in RUNTIME_TOPS:
+        return True
+    return len(parts) == 3 and parts[2] in ("__init__.py", "METADATA")
+
+
 def unpack(region: bytes, directory: str, key: str) -> dict:
     """Extract the ZIP that ends ``region`` into ``directory`` and write the stamp last.
 
@@ -327,7 +360,8 @@ def unpack(region: bytes, directory: str, key: str) -> dict:
                         made.add(parent)
                 data = archive.read(info)
                 write_file(os.path.join(parent, parts[-1]), data)
-                files[name] = len(data)
+                if stamped(parts):
+                    files[name] = len(data)
                 if name.endswith(".py"):
                     code_dirs.add(parent)
             for parent in sorted(code_dirs):
@@ -412,6 +446,8 @@ def install(path: str, end: int, root: str, key: str) -> tuple[str, dict]:
     import errno  # a miss (first start) from here on: warm starts do not import these
     import tempfile
 
+    if binary_region(path)[1] != key:  # the key came from the trailer unchecked: check it now
+        raise LaunchError(f"{path} changed while it was being read")
     region = read_region(path, end, key)
     sweep(root, key)
     staging = tempfile.mkdtemp(prefix=f".tmp-{key[:16]}-", dir=root)
@@ -465,6 +501,90 @@ def run(path: str, args: list[str], entry: str, config: dict) -> int:
     return serve(provider, args, prog=os.path.basename(path))
 
 
+_LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+
+
+def _glibc() -> tuple[int, int] | None:
+    try:
+        _, version = os.confstr("CS_GNU_LIBC_VERSION").split()  # "glibc 2.36"
+        major, minor = version.split(".")[:2]
+        return int(major), int(minor)
+    except (AttributeError, OSError, ValueError, TypeError):
+        return None
+
+
+def platform_matches(tag: str, machine: str, glibc: tuple[int, int] | None) -> bool:
+    """Whether a wheel platform tag runs here. Covers the tags a Linux worker meets (``linux_*``,
+    ``manylinux*``, ``musllinux_*``) and macOS; anything else is taken literally."""
+    if sys.platform.startswith("linux"):
+        for legacy, version in _LEGACY_MANYLINUX.items():
+            if tag.startswith(legacy + "_"):
+                return tag[len(legacy) + 1 :] == machine and glibc is not None and glibc >= version
+        parts = tag.split("_", 3)
+        if len(parts) == 4 and parts[0] in ("manylinux", "musllinux") and parts[3] == machine:
+            try:
+                needed = (int(parts[1]), int(parts[2]))
+            except ValueError:
+                return False
+            if parts[0] == "manylinux":
+                return glibc is not None and glibc >= needed
+            return glibc is None  # musl: not glibc (its version is not checked)
+        return tag == f"linux_{machine}"
+    if sys.platform == "darwin" and tag.startswith("macosx_"):
+        arch = tag.split("_", 3)[-1]
+        return arch in (machine, "universal2", "universal") or (arch == "intel" and machine == "x86_64")
+    return False
+
+
+def describe_interpreter(machine: str, glibc: tuple[int, int] | None) -> str:
+    name = "CPython" if sys.implementation.name == "cpython" else sys.implementation.name
+    libc = f"glibc {glibc[0]}.{glibc[1]}" if glibc else "no glibc"
+    return f"{name} {sys.version_info[0]}.{sys.version_info[1]} {sys.platform}_{machine} ({libc}, {sys.executable})"
+
+
+def check_requires(requires: object) -> None:
+    """Refuse to run compiled wheels on an interpreter they were not built for.
+
+    The packer writes ``requires`` into the launch configuration only when the payload vendors a
+    compiled wheel: CPython, the Python minor (exact for a ``cpXY`` ABI, a minimum for ``abi3``), and
+    per wheel the platform tags of which one must match. Without this check the bundle would fail
+    later with an ``ImportError`` deep in a task; with it, it fails at once with one line."""
+    if not isinstance(requires, dict):
+        return
+    machine = os.uname().machine
+    glibc = _glibc()
+    want = tuple(requires.get("python", ()))
+    have = sys.version_info[:2]
+    ok = sys.implementation.name == requires.get("implementation", "cpython")
+    ok = ok and (have == want if requires.get("exact_python") else have >= want)
+    ok = ok and all(
+        any(platform_matches(tag, machine, glibc) for tag in tags) for tags in requires.get("platforms", [])
+    )
+    if not ok:
+        raise LaunchError(
+            f"this bundle was built for {requires.get('label')}; this interpreter is "
+            f"{describe_interpreter(machine, glibc)}: run it with a matching interpreter (bundle-pack --python) "
+            "or pack it for this one (bundle-pack --python-version/--platform)"
+        )
+
+
+def verify_imports(entry: str, names: str) -> int:
+    """``bundle-pack verify``'s probe: import each comma-separated top-level module the way the bundle
+    would (same interpreter, flags and ``sys.path``), print ``{"missing": {name: error}}``, and exit
+    1 if any failed. The bundle itself is not loaded."""
+    import json
+
+    sys.path[0:0] = [os.path.join(entry, "lib"), os.path.join(entry, "app")]
+    missing = {}
+    for name in filter(None, names.split(",")):
+        try:
+            __import__(name)
+        except BaseException as exc:  # any failure to import is what verify reports
+            missing[name] = f"{type(exc).__name__}: {exc}"
+    sys.stdout.write(json.dumps({"missing": missing}, sort_keys=True) + "\n")
+    return 1 if missing else 0
+
+
 def main() -> int:
     if sys.version_info < MIN_PYTHON:
         found = sys.version.split()[0]
@@ -475,9 +595,10 @@ def main() -> int:
         return 1
     path, args = sys.argv[1], sys.argv[2:]
     try:
-        end, key = binary_region(path)
+        end, key = binary_region(path, verify=False)
         root = open_root()
         entry, stamp = install(path, end, root, key)
+        check_requires(stamp["config"].get("requires"))
     except LaunchError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
@@ -487,6 +608,8 @@ def main() -> int:
     except Exception as exc:  # MemoryError or a bug: still one line, never a traceback
         sys.stderr.write(f"error: cannot prepare the bundle runtime: {type(exc).__name__}: {exc}\n")
         return 1
+    if os.environ.get(VERIFY_IMPORTS_ENV):
+        return verify_imports(entry, os.environ[VERIFY_IMPORTS_ENV])
     return run(path, args, entry, stamp["config"])
 
 

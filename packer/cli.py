@@ -6,9 +6,10 @@
     bundle-pack pack TARGET [...]          the same, spelled out
     bundle-pack inspect BUNDLE [--source]
     bundle-pack verify BUNDLE
+    bundle-pack dag-file TARGET|BUNDLE [--dag DAG_ID ...] --output PATH [--check] [--force]
 
 Packing is the default action, so ``TARGET`` may come first. A first argument that is a subcommand
-name (``pack``, ``inspect``, ``verify``) always means the subcommand: to pack a target literally named
+name (``pack``, ``inspect``, ``verify``, ``dag-file``) always means the subcommand: to pack a target literally named
 like one, write it as a path (``./verify``, ``verify.py``) or use ``bundle-pack pack verify``.
 
 Every failure prints one ``error: <message>`` line on stderr and exits 1; warnings are
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -36,6 +38,7 @@ _SUBCOMMANDS_HELP = """Pack a pybundle bundle for Airflow, or inspect / verify a
   bundle-pack TARGET [OPTIONS]       pack TARGET (same as: bundle-pack pack TARGET)
   bundle-pack inspect BUNDLE         print a bundle's manifest (--source: and its DAG source)
   bundle-pack verify BUNDLE          check a bundle and run its executable
+  bundle-pack dag-file TARGET -o F   write the Python DAG file Airflow reads (--check: compare)
 
 TARGET is what `python -m bundle --bundle` accepts: path/to/file.py[:attr] or package.module[:attr]
 (attr defaults to `bundle`). A first argument named like a subcommand is the subcommand; write a
@@ -101,12 +104,56 @@ def cli() -> None:
     show_default=True,
     help="The interpreter command the executable runs the bundle with (Python >= 3.10, nothing else needed).",
 )
+@click.option(
+    "--requirements",
+    "-r",
+    metavar="FILE",
+    help="The bundle's third-party dependencies, a pip requirements file (--hash honoured). Default: a "
+    "requirements.lock next to or above TARGET, else [project] dependencies of its pyproject.toml.",
+)
+@click.option(
+    "--python-version",
+    metavar="X.Y",
+    help="The CPython version the vendored wheels are chosen for (default: this interpreter's).",
+)
+@click.option(
+    "--platform",
+    metavar="TAG",
+    help="The wheel platform tag the vendored wheels are chosen for, e.g. manylinux_2_28_x86_64 or "
+    "manylinux2014_aarch64 (default: this machine's).",
+)
+@click.option(
+    "--allow-undeclared",
+    is_flag=True,
+    help="Pack a bundle that imports installed packages no declared dependency provides (a warning, "
+    "not an error); those imports fail on the worker.",
+)
 def pack_command(
-    target: str, fmt: str, output: str | None, source: str | None, name: str | None, python: str
+    target: str,
+    fmt: str,
+    output: str | None,
+    source: str | None,
+    name: str | None,
+    python: str,
+    requirements: str | None,
+    python_version: str | None,
+    platform: str | None,
+    allow_undeclared: bool,
 ) -> int:
     """Pack TARGET into a bundle (the default command)."""
     packed = pack(
-        PackRequest(target=target, format=fmt, output=output, source=source, name=name, python=python),
+        PackRequest(
+            target=target,
+            format=fmt,
+            output=output,
+            source=source,
+            name=name,
+            python=python,
+            requirements=requirements,
+            python_version=python_version,
+            platform=platform,
+            allow_undeclared=allow_undeclared,
+        ),
         warn=lambda message: click.echo(f"warning: {message}", err=True),
     )
     click.echo(
@@ -143,6 +190,55 @@ def verify_command(bundle: str) -> int:
     click.echo(
         f"OK {bundle}: {report.format} bundle (sdk={report.sdk}, dags={report.dag_count}, tasks={report.task_count})"
     )
+    return 0
+
+
+@cli.command("dag-file")
+@click.argument("target")
+@click.option(
+    "--dag",
+    "dag_ids",
+    multiple=True,
+    metavar="DAG_ID",
+    help="Write only this DAG (repeatable; default: every DAG of the bundle, in its order).",
+)
+@click.option(
+    "--output", "-o", metavar="PATH", required=True, help="The DAG file to write (one per invocation)."
+)
+@click.option(
+    "--check",
+    "check_only",
+    is_flag=True,
+    help="Write nothing: exit 1 with a unified diff when PATH differs from what would be written.",
+)
+@click.option("--force", is_flag=True, help="Overwrite PATH even if bundle-pack did not generate it.")
+def dag_file_command(
+    target: str, dag_ids: tuple[str, ...], output: str, check_only: bool, force: bool
+) -> int:
+    """Write the Python DAG file (DAG + @task.stub) that declares TARGET's DAGs for Airflow.
+
+    TARGET is a source target or a packed bundle (either format). The file is rendered from the
+    bundle's own DagSerialization, so the scheduler sees exactly the bundle's DAGs."""
+    import shlex
+
+    from .dagdoc import read_bundle_document
+    from .dagfile import check, render, write
+
+    path = Path(output)
+    command = shlex.join(
+        ["bundle-pack", "dag-file", target, *(f"--dag={dag_id}" for dag_id in dag_ids), "--output", output]
+    )
+    content = render(read_bundle_document(target, dag_ids), command)
+    if check_only:
+        result = check(path, content)
+        if not result.in_step:
+            sys.stdout.write(result.diff)
+            _error(f"{output} is not what the bundle generates; regenerate it with: {command}")
+            return 1
+        click.echo(f"OK {output} is in step with {target}")
+        return 0
+    write(path, content, force=force)
+    click.echo(f"Wrote DAG file {output}")
     return 0
 
 

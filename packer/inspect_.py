@@ -77,15 +77,20 @@ class LoadedBundle:
             )
             return
         assert self.archive is not None
+        yield from iter_entry(self.archive, self.manifest_entry("source"), self.path, MAX_ENTRY_BYTES)
+
+    def manifest_entry(self, key: str) -> zipfile.ZipInfo:
+        """The regular ZIP entry a ZIP bundle's manifest names under ``key`` (``source``, ``executable``)."""
+        assert self.archive is not None
         try:
-            name = load(self.manifest).get("source")
+            name = load(self.manifest).get(key)
         except ManifestError as exc:
-            raise PackError(f"{self.path}: cannot find the source: {exc}") from None
+            raise PackError(f"{self.path}: cannot find the {key}: {exc}") from None
         if not isinstance(name, str) or name not in self.archive.namelist():
-            raise PackError(f"{self.path}: the manifest's source {name!r} is not an entry of the archive")
+            raise PackError(f"{self.path}: the manifest's {key} {name!r} is not an entry of the archive")
         info = self.archive.getinfo(name)
         check_regular_entry(info, self.path)
-        yield from iter_entry(self.archive, info, self.path, MAX_ENTRY_BYTES)
+        return info
 
     def close(self) -> None:
         if not self._closed:

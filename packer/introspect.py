@@ -248,6 +248,7 @@ class TargetInfo:
     primary_name: str
     app_files: list[AppFile]
     warnings: list[str] = field(default_factory=list)
+    installed_imports: list[str] = field(default_factory=list)  # top-level names from site-packages
 
 
 def introspect_target(target: str, document_flags: Sequence[str]) -> TargetInfo:
@@ -285,6 +286,7 @@ def introspect_target(target: str, document_flags: Sequence[str]) -> TargetInfo:
         primary_name=Path(report["primary"]).relative_to(report["root"]).as_posix(),
         app_files=app_files,
         warnings=warnings,
+        installed_imports=third_party_imports(report),
     )
 
 
@@ -297,6 +299,8 @@ def plan_app_files(report: Mapping[str, Any]) -> tuple[list[AppFile], list[str]]
     lazily imported submodules come along), a top-level module as its file. Relative paths are kept,
     so code that finds files next to ``__file__`` keeps working. Modules from anywhere else that are
     not part of the interpreter's libraries are reported, not embedded: the worker must provide them.
+    Installed (site-packages) imports are not judged here: the pack checks them against the declared
+    dependencies (:func:`third_party_imports`, :mod:`packer.deps`).
     """
     root = report["root"]
     libs = list(report["libs"])
@@ -329,22 +333,18 @@ def plan_app_files(report: Mapping[str, Any]) -> tuple[list[AppFile], list[str]]
         if inside and not path.endswith(".py"):
             warnings.append(
                 f"module {module['name']} ({path}) is not Python source and is not embedded; "
-                "the worker's environment must provide it"
+                "the bundle runs isolated from the worker's environment, so its import fails there "
+                "(ship it as a wheel in the bundle's requirements)"
             )
         elif inside:
             add_module(path)
         elif os.path.exists(path):
             warnings.append(
                 f"module {module['name']} is imported from {path}, outside the bundle's directory {root}; "
-                "it is not embedded, so the worker's environment must provide it"
+                "it is not embedded, and the bundle runs isolated from the worker's PYTHONPATH and "
+                "site-packages, so its import fails there (make it part of the bundle or a requirement)"
             )
     files = [AppFile(name, path) for name, path in sorted(chosen.items())]
-    installed_imports = third_party_imports(report)
-    if installed_imports:
-        warnings.append(
-            "the bundle imports installed packages that are not embedded: "
-            f"{', '.join(installed_imports)}; the worker's Python (see --python) must have them"
-        )
     return files, warnings
 
 

@@ -5,7 +5,7 @@ executable entry of a ZIP bundle)::
 
     #!/bin/sh
     # <comment>
-    exec <python> -c '<loader>' "$0" "$@"
+    exec <python> -I -S -c '<loader>' "$0" "$@"
     <text of packer/_launch.py>
     <the same, compiled: magic number + marshalled code (used when the magic matches)>
     <ZIP: pybundle-launch.json, lib/bundle/..., lib/msgpack/..., app/...>
@@ -14,7 +14,9 @@ Why not a zipapp: CPython only finds a zipapp's archive within the last 65,535 b
 an executable bundle with a larger source + manifest region appended would no longer start. The shell
 execs before it reads past the third line; the loader reads the launcher code by the fixed offsets
 written into it, and the launcher finds the ZIP through the trailer, so any amount of appended data
-works. ``exec`` keeps the PID, and the interpreter is configurable (``--python``).
+works. ``exec`` keeps the PID, and the interpreter is configurable (``--python``). ``-I -S`` isolates
+the bundle from the worker's Python: no site-packages, no ``.pth`` files, no ``PYTHONPATH`` or other
+``PYTHON*`` variables, no current directory on ``sys.path``; everything it imports is in its payload.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def stub(python: str, code_size: int, compiled_size: int) -> bytes:
 
     def render(offset: int) -> bytes:
         loader = _LOADER.format(offset=offset, size=code_size, compiled=compiled_size)
-        return SHEBANG + COMMENT + f'exec {command} -c \'{loader}\' "$0" "$@"\n'.encode()
+        return SHEBANG + COMMENT + f'exec {command} -I -S -c \'{loader}\' "$0" "$@"\n'.encode()
 
     draft = render(0)
     final = render(len(draft))  # the offsets are fixed-width, so the length does not change

@@ -6,6 +6,11 @@
   apache-airflow-task-sdk 1.3.2 reads): ``airflow_bundle_metadata_version``, ``sdk`` {``language``,
   ``version``, ``supervisor_schema_version``}, ``source``, ``dags``.
 
+Both may end with ``pybundle_vendored`` (only when the bundle vendors dependencies), pybundle's own
+key: the target the wheels were chosen for and each wheel's name, version, file name, SHA-256 and
+top-level modules (what ``inspect`` shows and ``verify`` imports). Readers ignore unknown keys: the
+released ``ExecutableCoordinator`` reads only ``dags`` and ``sdk.supervisor_schema_version``.
+
 Both are rendered by hand, not by a YAML library, so the bytes are a fixed function of the data (two
 packs of the same bundle give the same manifest, on any host and with any PyYAML version): indent 2,
 fixed key order, dag ids sorted, tasks in registration order. Quoting follows the upstream packers'
@@ -46,6 +51,49 @@ _SPECIAL_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false",
 _NAMED_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 Dags = Mapping[str, list[str]]
+VENDORED_KEY = "pybundle_vendored"
+
+
+@dataclass(frozen=True)
+class VendoredWheel:
+    """One wheel of ``pybundle_vendored``."""
+
+    name: str
+    version: str
+    wheel: str
+    sha256: str
+    modules: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VendoredRecord:
+    """``pybundle_vendored``: the target (``python`` "3.11", ``platform`` a tag) and the wheels."""
+
+    python: str
+    platform: str
+    wheels: tuple[VendoredWheel, ...]
+
+    def render(self) -> list[str]:
+        lines = [
+            f"{VENDORED_KEY}:",
+            '  implementation: "cp"',
+            f"  python: {quote(self.python)}",
+            f"  platform: {quote(self.platform)}",
+            "  wheels:",
+        ]
+        for wheel in self.wheels:
+            lines += [
+                f"    - name: {quote(wheel.name)}",
+                f"      version: {quote(wheel.version)}",
+                f"      wheel: {quote(wheel.wheel)}",
+                f"      sha256: {quote(wheel.sha256)}",
+            ]
+            if wheel.modules:
+                lines.append("      modules:")
+                lines += [f"        - {quote(module)}" for module in wheel.modules]
+            else:
+                lines.append("      modules: []")
+        return lines
 
 
 # -- scalars ------------------------------------------------------------------------------------
@@ -89,6 +137,7 @@ class ZipManifest:
     source: str
     executable: str
     dags: Dags
+    vendored: VendoredRecord | None = None
 
     def render(self) -> bytes:
         lines = [
@@ -100,6 +149,7 @@ class ZipManifest:
             f"executable: {scalar(self.executable)}",
         ]
         lines += _render_dags(self.dags, scalar)
+        lines += self.vendored.render() if self.vendored else []
         return ("\n".join(lines) + "\n").encode("utf-8")
 
 
@@ -113,6 +163,7 @@ class ExecutableManifest:
     supervisor_schema_version: str
     source: str
     dags: Dags
+    vendored: VendoredRecord | None = None
 
     def render(self) -> bytes:
         lines = [
@@ -124,6 +175,7 @@ class ExecutableManifest:
             f"source: {quote(self.source)}",
         ]
         lines += _render_dags(self.dags, quote)
+        lines += self.vendored.render() if self.vendored else []
         return ("\n".join(lines) + "\n").encode("utf-8")
 
 
@@ -289,6 +341,15 @@ def _check_dags(document: Mapping[str, Any]) -> list[str]:
                 f"the manifest's dag and task ids add up to more than {MAX_TOTAL_ID_CHARS} characters (YAML aliases?)"
             ]
     return problems
+
+
+def vendored_of(document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The wheels a manifest's ``pybundle_vendored`` lists (``[]`` when absent or malformed)."""
+    block = document.get(VENDORED_KEY)
+    wheels = block.get("wheels") if isinstance(block, Mapping) else None
+    if not isinstance(wheels, list):
+        return []
+    return [wheel for wheel in wheels if isinstance(wheel, Mapping) and isinstance(wheel.get("name"), str)]
 
 
 def dags_of(document: Mapping[str, Any]) -> dict[str, list[str]]:

@@ -3,10 +3,13 @@
 1. Run the bundle (``--bundle-metadata``, then ``--dump-bundle-spec`` for a ZIP bundle or
    ``--airflow-metadata --format json`` for an executable bundle, plus module discovery).
 2. Refuse a bundle without dags; warn about dags without tasks and ids Airflow would reject.
-3. Build the launcher region (stub + launcher code + runtime ZIP) - identical for both formats.
-4. Wrap it: a deterministic ZIP with manifest, source and executable, or launcher + source +
+3. Find the declared dependencies (:mod:`packer.deps`), resolve and install them as wheels for the
+   target interpreter (:mod:`packer.vendor`), and refuse a bundle that imports an installed package
+   no declared dependency provides (unless ``--allow-undeclared``).
+4. Build the launcher region (stub + launcher code + runtime ZIP) - identical for both formats.
+5. Wrap it: a deterministic ZIP with manifest, source and executable, or launcher + source +
    manifest + ``AFBNDL01`` trailer.
-5. Check the output path (not a directory, not an input) and write it atomically.
+6. Check the output path (not a directory, not an input) and write it atomically.
 """
 
 from __future__ import annotations
@@ -17,8 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import PackError, introspect, launcher, payload
-from .manifest import MANIFEST_NAME, SUPPORTED_SCHEMA_VERSION, ExecutableManifest, ZipManifest, id_warnings
+from . import PackError, deps, introspect, launcher, payload, vendor
+from .manifest import (
+    MANIFEST_NAME,
+    SUPPORTED_SCHEMA_VERSION,
+    ExecutableManifest,
+    VendoredRecord,
+    VendoredWheel,
+    ZipManifest,
+    id_warnings,
+)
 from .output import check_output, write_atomically
 from .trailer import assemble
 from .zipbundle import Entry, build_zip
@@ -38,6 +49,10 @@ class PackRequest:
     source: str | None = None
     name: str | None = None
     python: str = launcher.DEFAULT_PYTHON
+    requirements: str | None = None
+    python_version: str | None = None
+    platform: str | None = None
+    allow_undeclared: bool = False
 
 
 @dataclass
@@ -56,6 +71,7 @@ def pack(request: PackRequest, warn: Callable[[str], None] = lambda message: Non
     if request.format not in FORMATS:
         raise PackError(f"unknown format {request.format!r}; choose zip or executable")
     launcher.interpreter_words(request.python)  # fail before running anything
+    target = vendor.make_target(request.python_version, request.platform)
     info = introspect.introspect_target(request.target, DOCUMENT_FLAGS[request.format])
     document = info.document
     dags = _dags(document, request.target)
@@ -72,6 +88,7 @@ def pack(request: PackRequest, warn: Callable[[str], None] = lambda message: Non
                 f"the runtime reports supervisor_schema_version {schema_version!r}; "
                 f"apache-airflow-task-sdk 1.3.2 accepts only {SUPPORTED_SCHEMA_VERSION!r}"
             )
+    vendored = _vendor(request, info, target, warnings)
     for message in warnings:
         warn(message)
 
@@ -88,9 +105,17 @@ def pack(request: PackRequest, warn: Callable[[str], None] = lambda message: Non
     check_output(output, inputs)
 
     config = payload.launch_config(
-        info.kind, info.attr, path=info.primary_name, module=info.location if info.kind == "module" else None
+        info.kind,
+        info.attr,
+        path=info.primary_name,
+        module=info.location if info.kind == "module" else None,
+        requires=vendor.runtime_requirement(vendored),
     )
-    region = launcher.build_region(payload.build_runtime_zip(config, info.app_files), request.python)
+    runtime_zip = payload.build_runtime_zip(
+        config, info.app_files, vendored.entries, with_msgpack=not vendored.replaces_msgpack
+    )
+    region = launcher.build_region(runtime_zip, request.python)
+    record = _record(vendored)
 
     if request.format == "zip":
         if source_name in (name, MANIFEST_NAME) or name == MANIFEST_NAME:
@@ -105,6 +130,7 @@ def pack(request: PackRequest, warn: Callable[[str], None] = lambda message: Non
             source=source_name,
             executable=name,
             dags=dags,
+            vendored=record,
         ).render()
         data = build_zip(
             [Entry(MANIFEST_NAME, manifest), Entry(source_name, source), Entry(name, region, 0o755)]
@@ -118,11 +144,64 @@ def pack(request: PackRequest, warn: Callable[[str], None] = lambda message: Non
             supervisor_schema_version=_string(sdk, "supervisor_schema_version", "sdk"),
             source=source_name,
             dags=dags,
+            vendored=record,
         ).render()
         data = assemble(region, source, manifest)
         mode = 0o755
     write_atomically(output, data, mode)
     return Packed(output, language, version, len(dags), warnings)
+
+
+def _vendor(
+    request: PackRequest, info: introspect.TargetInfo, target: vendor.Target, warnings: list[str]
+) -> vendor.Vendored:
+    """Vendor the declared dependencies; an installed import none of them provides is an error."""
+    declared = deps.find_declaration(info.primary.parent, request.requirements)
+    if declared.empty and info.installed_imports and not request.allow_undeclared:
+        raise PackError(_undeclared_message(info.installed_imports, declared))
+    vendored = vendor.vendor(declared, target)
+    warnings += vendored.warnings
+    missing = deps.undeclared_imports(info.installed_imports, vendored.modules)
+    if missing and not request.allow_undeclared:
+        raise PackError(_undeclared_message(missing, declared))
+    if missing:
+        warnings.append(
+            f"the bundle imports {', '.join(missing)}, which no declared dependency provides "
+            "(--allow-undeclared): the bundle runs isolated from the worker's site-packages, so these "
+            "imports fail there"
+        )
+    return vendored
+
+
+def _undeclared_message(missing: list[str], declared: deps.Declared) -> str:
+    where = (
+        f"none of the dependencies in {declared.origin} provides it"
+        if not declared.empty
+        else "no dependencies are declared (--requirements FILE, a requirements.lock, or [project] "
+        "dependencies in pyproject.toml)"
+    )
+    noun = "module" if len(missing) == 1 else "modules"
+    return (
+        f"the bundle imports the installed {noun} {', '.join(missing)}, but {where}; declare the "
+        "distribution, or pass --allow-undeclared"
+    )
+
+
+def _record(vendored: vendor.Vendored) -> VendoredRecord | None:
+    if not vendored.wheels:
+        return None
+    requires = vendor.runtime_requirement(vendored)
+    platform = vendored.target.platform or (
+        vendor.least_demanding(requires["platforms"]) if requires else "any"
+    )
+    major, minor = vendored.target.python
+    return VendoredRecord(
+        python=f"{major}.{minor}",
+        platform=platform,
+        wheels=tuple(
+            VendoredWheel(w.name, w.version, w.filename, w.sha256, w.modules) for w in vendored.wheels
+        ),
+    )
 
 
 def artifact_name(explicit: str | None, bundle_name: str) -> str:

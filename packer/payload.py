@@ -7,10 +7,12 @@
     lib/bundle/...          pybundle's runtime: every .py file of the installed ``bundle`` package
     lib/msgpack/...         msgpack's pure-Python implementation (it falls back to it without its C
                             extension) and its licence
+    lib/<dependency>/...    the bundle's vendored third-party dependencies (packer/vendor.py), with
+                            their ``.dist-info`` metadata; a vendored msgpack replaces the fallback
     app/...                 the bundle's own code: the target and the local modules it imports
 
 Nothing host-specific goes in: names are relative, contents are file bytes, the JSON is sorted.
-grpc/protobuf are deliberately not embedded (native code): go-plugin mode needs them installed.
+grpc/protobuf are not embedded unless the bundle declares them (go-plugin mode needs them).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +52,9 @@ def runtime_dir() -> Path:
     return _package_dir("bundle")
 
 
-def runtime_entries() -> list[Entry]:
-    """pybundle's runtime (``.py`` files only, no caches or stubs) and msgpack's pure-Python fallback."""
+def runtime_entries(with_msgpack: bool = True) -> list[Entry]:
+    """pybundle's runtime (``.py`` files only, no caches or stubs) and msgpack's pure-Python fallback
+    (left out when the bundle vendors its own msgpack)."""
     entries = []
     base = runtime_dir()
     for path in sorted(base.rglob("*.py")):
@@ -58,6 +62,8 @@ def runtime_entries() -> list[Entry]:
         if any(part.startswith(".") or part == "__pycache__" for part in relative.parts):
             continue
         entries.append(Entry("lib/bundle/" + relative.as_posix(), path.read_bytes()))
+    if not with_msgpack:
+        return entries
     msgpack = _package_dir("msgpack")
     for name in MSGPACK_FILES:
         path = msgpack / name
@@ -86,9 +92,19 @@ def _msgpack_licence() -> bytes | None:
     return None
 
 
-def launch_config(kind: str, attr: str, *, path: str | None = None, module: str | None = None) -> bytes:
-    """``pybundle-launch.json``: how the launcher loads the bundle from the extracted ``app/``."""
-    config: dict[str, str] = {"attr": attr, "kind": kind}
+def launch_config(
+    kind: str,
+    attr: str,
+    *,
+    path: str | None = None,
+    module: str | None = None,
+    requires: dict | None = None,
+) -> bytes:
+    """``pybundle-launch.json``: how the launcher loads the bundle from the extracted ``app/``, and
+    (``requires``, only with compiled vendored wheels) what interpreter it must check for."""
+    config: dict[str, object] = {"attr": attr, "kind": kind}
+    if requires is not None:
+        config["requires"] = requires
     if kind == "file":
         assert path is not None
         config["path"] = f"app/{path}"
@@ -98,9 +114,11 @@ def launch_config(kind: str, attr: str, *, path: str | None = None, module: str 
     return (json.dumps(config, sort_keys=True, separators=(",", ":")) + "\n").encode()
 
 
-def build_runtime_zip(config: bytes, app_files: list[AppFile]) -> bytes:
-    """The embedded ZIP: launch config, runtime and the bundle's files."""
-    entries = [Entry(CONFIG_NAME, config), *runtime_entries()]
+def build_runtime_zip(
+    config: bytes, app_files: list[AppFile], vendored: Sequence[Entry] = (), *, with_msgpack: bool = True
+) -> bytes:
+    """The embedded ZIP: launch config, runtime, vendored dependencies and the bundle's files."""
+    entries = [Entry(CONFIG_NAME, config), *runtime_entries(with_msgpack), *vendored]
     for app_file in app_files:
         try:
             data = app_file.path.read_bytes()

@@ -17,6 +17,7 @@ manifest. Every problem is collected and reported, not just the first.
 from __future__ import annotations
 
 import codecs
+import json
 import os
 import shutil
 import stat
@@ -48,10 +49,12 @@ from .manifest import (
     id_warnings,
     load,
     show,
+    vendored_of,
 )
 from .zipbundle import UNIX, entry_mode
 
 CACHE_ENV = "PYBUNDLE_CACHE_DIR"
+VERIFY_IMPORTS_ENV = "PYBUNDLE_VERIFY_IMPORTS"  # the launcher imports these instead of serving
 
 
 @dataclass
@@ -306,6 +309,11 @@ def _run_checks(
                 break
             except PackError as exc:
                 report.problems.append(str(exc))
+        modules = sorted(
+            {m for wheel in vendored_of(document) for m in wheel.get("modules") or [] if isinstance(m, str)}
+        )
+        if modules and not report.problems:
+            report.problems += _check_imports(executable, env, modules, report.path, timeout)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     manifest_dags = dags_of(document)
@@ -334,6 +342,30 @@ def _run_checks(
         )
         report.problems += _compare_sdk(airflow, sdk, keys, "--airflow-metadata")
         report.problems += compare_dags(manifest_dags, airflow, "--airflow-metadata")
+
+
+def _check_imports(
+    executable: str, env: dict[str, str], modules: list[str], path: str, timeout: float
+) -> list[str]:
+    """Import every top-level module the vendored wheels provide, inside the executable (its stub runs
+    the interpreter with ``-I -S``: no site-packages), so a wheel that is missing, broken or built for
+    another interpreter fails here rather than in a task."""
+    what = f"{path}: importing the vendored modules"
+    try:
+        result = introspect.finish(
+            introspect.start([executable], {**env, VERIFY_IMPORTS_ENV: ",".join(modules)}), what, timeout
+        )
+    except PackError as exc:
+        return [str(exc)]
+    try:
+        missing = json.loads(result.stdout.decode("utf-8"))["missing"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        detail = " ".join(result.stderr.strip().splitlines()[-3:]) or f"exit status {result.returncode}"
+        return [f"{what} failed: {detail}"]
+    if not missing:
+        return []
+    listed = "; ".join(f"{name} ({error})" for name, error in sorted(missing.items()))
+    return [f"{path}: vendored modules that do not import under a bare interpreter: {listed}"]
 
 
 def _compare_field(answer: Any, key: str, expected: Any, what: str) -> list[str]:

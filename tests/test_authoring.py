@@ -16,6 +16,7 @@ from bundle import (
     VariableClient,
     XComClient,
 )
+from bundle.core.provider import registry_of
 
 
 @pytest.fixture
@@ -98,11 +99,15 @@ def test_non_callables_classes_and_lambdas(b):
 
 
 def test_uninjectable_parameter_names_function_and_parameter(b):
+    """Binding happens after registration, so an unbound parameter is refused when the DAG is
+    complete: here when the bundle is served (registry_of), before any task runs."""
     dag = b.dag("d")
-    with pytest.raises(RegistrationError, match=r"parameter 'rows' of .*needs_data is neither injectable"):
 
-        @dag.task
-        def needs_data(ctx: Context, rows: list) -> None: ...
+    @dag.task
+    def needs_data(ctx: Context, rows: list) -> None: ...
+
+    with pytest.raises(RegistrationError, match=r"parameter 'rows' of .*needs_data is neither injectable"):
+        registry_of(b)
 
 
 def test_unresolvable_annotation_is_a_registration_error(b):
@@ -142,10 +147,13 @@ def test_injection_by_annotation_in_any_order_including_narrow_clients(b):
 
 def test_object_annotation_is_not_mistaken_for_a_client(b):
     dag = b.dag("d")
-    with pytest.raises(RegistrationError, match="parameter 'anything'"):
 
-        @dag.task
-        def t(anything: object) -> None: ...
+    @dag.task
+    def t(anything: object) -> None: ...
+
+    assert t.plan.injections == () and [p.name for p in t.plan.free] == ["anything"]
+    with pytest.raises(RegistrationError, match="parameter 'anything'"):
+        registry_of(b)
 
 
 def test_dependencies_with_shift_operators_and_lists(b):
@@ -257,6 +265,8 @@ def test_bundle_name_and_version_are_checked():
 
 
 def test_registration_error_surfaces_at_import(write_bundle):
+    """An unbound parameter is only known once the DAG is complete: the first thing that reads the
+    registry (a dump, a parse, a task start) refuses the bundle, naming task and parameter."""
     from .conftest import run_python
 
     path = write_bundle("""
@@ -265,8 +275,11 @@ def test_registration_error_surfaces_at_import(write_bundle):
         dag = bundle.dag("d")
         @dag.task
         def t(data): pass
-        raise SystemExit(serve(bundle))
+        if __name__ == "__main__":
+            raise SystemExit(serve(bundle))
     """)
     result = run_python(["-m", "bundle", "--bundle", str(path), "--dump-bundle-spec"])
-    assert result.returncode == 2
-    assert "RegistrationError: task 't' in dag 'd': parameter 'data'" in result.stderr
+    assert result.returncode == 1
+    assert "task 't' in dag 'd': parameter 'data' of t is neither injectable" in result.stderr
+    result = run_python([str(path), "--dump-bundle-spec"])
+    assert result.returncode == 1 and "parameter 'data'" in result.stderr

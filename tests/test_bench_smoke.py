@@ -20,7 +20,7 @@ def test_quick_benchmark_run_produces_every_figure():
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     figures = {row["figure"].split()[0] for row in report["rows"]}
-    assert figures == {"1", "2", "3", "4", "5", "6", "7"}
+    assert figures == {"1", "2", "3", "4", "5", "6", "7", "8"}
     subjects = {row["subject"] for row in report["rows"]}
     assert {"packed executable, warm cache", "packed executable, first run"} <= subjects
     assert [row["figure"] for row in report["rows"]] == sorted(
@@ -28,6 +28,16 @@ def test_quick_benchmark_run_produces_every_figure():
     )
     [execute] = [row for row in report["rows"] if row["figure"] == "5 plugin Execute"]
     assert execute["extra"]["overhead_ms"] > 0
+    bound = {
+        row["subject"]: row["extra"]["requests"]
+        for row in report["rows"]
+        if row["figure"] == "8 bound arguments"
+    }
+    assert bound == {
+        "task with 0 bound argument(s)": {"SucceedTask": 1},
+        "task with 1 bound argument(s)": {"GetXCom": 1, "SucceedTask": 1},
+        "task with 5 bound argument(s)": {"GetXCom": 5, "SucceedTask": 1},
+    }
     for row in report["rows"]:
         assert row["value"] > 0, row
         if row["baseline"]:

@@ -105,7 +105,8 @@ def test_coordinator_task_runs_on_a_bare_python(packed, tmp_path):
     )
     assert (task.exit_code, task.final_state, task.server_state) == (0, "success", "success"), task.describe()
     facts = api.xcom("probe_dag", "manual__2026-01-01", "probe", "return_value")
-    assert facts["prefix"] == str(bare_venv())
+    # the bare venv's interpreter ran it; under -I -S (no site) sys.prefix is the base installation's
+    assert facts["executable"] == str(bare_venv() / "bin" / "python3")
     assert facts["third_party"] == {"yaml": False, "click": False, "grpc": False}
     assert facts["msgpack_packer"] == "msgpack.fallback"  # the pure-Python implementation
     assert facts["msgpack_file"].startswith(str(cache)) and facts["bundle_file"].startswith(str(cache))

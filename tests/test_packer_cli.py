@@ -11,13 +11,14 @@ import json
 import os
 import shutil
 import stat
+import sys
 import textwrap
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from packer.manifest import ExecutableManifest
+from packer.manifest import ExecutableManifest, VendoredRecord, VendoredWheel
 from packer.payload import MSGPACK_FILES, runtime_dir
 from packer.trailer import parse_bundle
 from tests.fixtures.packer.support import (
@@ -61,6 +62,11 @@ def embedded_zip(region: bytes) -> zipfile.ZipFile:
     return zipfile.ZipFile(io.BytesIO(region))
 
 
+# The example's one dependency (examples/bundle/requirements.lock), vendored for this interpreter.
+TABULATE_SHA256 = "024ca478df22e9340661486f85298cff5f6dcdba14f3813e8830015b9ed1948f"
+PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
 # -- the two formats ----------------------------------------------------------------------------
 def test_zip_bundle_layout_and_manifest(packed):
     path = packed["zip"]
@@ -86,6 +92,17 @@ def test_zip_bundle_layout_and_manifest(packed):
               - load
               - notify
               - audit
+        pybundle_vendored:
+          implementation: "cp"
+          python: "{PYTHON}"
+          platform: "any"
+          wheels:
+            - name: "tabulate"
+              version: "0.9.0"
+              wheel: "tabulate-0.9.0-py3-none-any.whl"
+              sha256: "{TABULATE_SHA256}"
+              modules:
+                - "tabulate"
         """)
 
 
@@ -109,11 +126,31 @@ def test_executable_bundle_layout_and_manifest(packed):
               - "load"
               - "notify"
               - "audit"
+        pybundle_vendored:
+          implementation: "cp"
+          python: "{PYTHON}"
+          platform: "any"
+          wheels:
+            - name: "tabulate"
+              version: "0.9.0"
+              wheel: "tabulate-0.9.0-py3-none-any.whl"
+              sha256: "{TABULATE_SHA256}"
+              modules:
+                - "tabulate"
         """)
+    tabulate = VendoredWheel(
+        "tabulate", "0.9.0", "tabulate-0.9.0-py3-none-any.whl", TABULATE_SHA256, ("tabulate",)
+    )
     assert (
         bundle.metadata
         == ExecutableManifest(
-            "1.0", "python", sdk_version(), "2026-06-16", "example_dags.py", {"simple_dag": EXAMPLE_TASKS}
+            "1.0",
+            "python",
+            sdk_version(),
+            "2026-06-16",
+            "example_dags.py",
+            {"simple_dag": EXAMPLE_TASKS},
+            VendoredRecord(PYTHON, "any", (tabulate,)),
         ).render()
     )
 
@@ -209,7 +246,8 @@ def test_python_option_sets_the_interpreter_line(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = output.read_bytes().split(b"\n", 3)
     assert lines[0] == b"#!/bin/sh"
-    assert lines[2].startswith(b"exec '/opt/my python/bin/python3' -X utf8 -c '")
+    # -I -S: isolated from the worker's site-packages, PYTHONPATH and current directory
+    assert lines[2].startswith(b"exec '/opt/my python/bin/python3' -X utf8 -I -S -c '")
     assert lines[2].endswith(b'\' "$0" "$@"')
 
 
@@ -303,10 +341,10 @@ def test_modules_from_outside_the_bundle_directory_are_reported(tmp_path):
         f"warning: module extmod is imported from {tmp_path / 'elsewhere' / 'extmod.py'}, outside the bundle's "
         in result.stderr
     )
-    assert "it is not embedded, so the worker's environment must provide it" in result.stderr
+    assert "it is not embedded, and the bundle runs isolated from the worker's PYTHONPATH" in result.stderr
 
 
-def test_installed_packages_the_bundle_imports_are_reported(tmp_path):
+def test_installed_packages_the_bundle_imports_must_be_declared(tmp_path):
     target = write(
         tmp_path / "uses_yaml.py",
         """\
@@ -322,10 +360,18 @@ def test_installed_packages_the_bundle_imports_are_reported(tmp_path):
         """,
     )
     result = bundle_pack(str(target), "--output", str(tmp_path / "out.zip"))
+    assert (result.returncode, result.stderr) == (
+        1,
+        "error: the bundle imports the installed module yaml, but no dependencies are declared "
+        "(--requirements FILE, a requirements.lock, or [project] dependencies in pyproject.toml); "
+        "declare the distribution, or pass --allow-undeclared\n",
+    )
+    assert not (tmp_path / "out.zip").exists()
+    result = bundle_pack(str(target), "--output", str(tmp_path / "out.zip"), "--allow-undeclared")
     assert result.returncode == 0, result.stderr
     assert result.stderr == (
-        "warning: the bundle imports installed packages that are not embedded: yaml; "
-        "the worker's Python (see --python) must have them\n"
+        "warning: the bundle imports yaml, which no declared dependency provides (--allow-undeclared): "
+        "the bundle runs isolated from the worker's site-packages, so these imports fail there\n"
     )
 
 

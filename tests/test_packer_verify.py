@@ -218,7 +218,10 @@ def test_unsupported_schema_version(good, tmp_path):
 
 def test_manifest_and_bundle_disagree(good, tmp_path):
     metadata = parse_bundle(good["executable"].read_bytes()).metadata
-    ghost = metadata + b'  ghost_dag:\n    tasks:\n      - "boo"\n'
+    # inside ``dags`` (the manifest may go on with the example's pybundle_vendored)
+    ghost = metadata.replace(
+        b'      - "audit"\n', b'      - "audit"\n  ghost_dag:\n    tasks:\n      - "boo"\n'
+    )
     path = write_bundle(tmp_path / "ghost", rebuilt(good["executable"], metadata=ghost))
     assert_verify_fails(
         path, "dag 'ghost_dag' is in the manifest, but the bundle's --dump-bundle-spec does not expose it"

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 
-from ..core.execution import runtime_log
 from ..core.masking import masker
 from ..core.messages import DAG_PARSING_ACCESS, validate_request
 from ..core.provider import BundleProvider, registry_of
+from ..core.runtime_log import runtime_log
 from .channel import CommChannel
 from .frames import ProtocolError
 

@@ -11,8 +11,8 @@ import os
 import socket
 import sys
 
-from ..core.execution import runtime_log
 from ..core.provider import BundleProvider
+from ..core.runtime_log import runtime_log
 from .channel import CommChannel
 from .frames import ProtocolError, max_frame_bytes
 from .log_hook import when_imported

@@ -4,6 +4,12 @@
 ``TaskState`` failed / skipped / removed. SIGTERM and SIGINT set the task's cancellation flag; a
 task that has not finished after the grace period is reported failed and the process exits, before
 the supervisor's own SIGKILL escalation (5 s) can leave the task instance without a state.
+
+``execution_timeout`` is enforced here, not by the supervisor (Airflow leaves it to the task
+runner): SIGALRM interrupts the task (``bundle.core.timeouts``), and a task that still runs the
+grace period later (blocked in a C call, or catching ``TaskTimeout``) is reported as timed out and
+the process exits, as it would after a stop request. The XComs ``ti_context.xcom_keys_to_clear``
+lists are deleted before the task runs, as Airflow's Python task runner does.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from ..core.client import MessageClient
 from ..core.context import Context, DagRunInfo, TaskInstanceInfo
@@ -23,6 +29,7 @@ from ..core.execution import (
     UP_FOR_RETRY,
     TaskOutcome,
     execute_task,
+    failure_outcome,
     runtime_log,
 )
 from ..core.masking import masker
@@ -34,7 +41,10 @@ from .log_pipe import LogPipe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
+    from collections.abc import Callable
     from typing import Any
+
+    from ..core.timeouts import Watchdog
 
 GRACE_ENV = "PYBUNDLE_CANCEL_GRACE_SECONDS"
 DEFAULT_GRACE_SECONDS = 3.0
@@ -130,7 +140,13 @@ def run_task(
         runtime_log().error("Registering the bundle's DAGs failed", exc_info=exc)
         outcome = TaskOutcome(FAILED, error=exc, reason=f"registering dags: {exc}")
     else:
-        outcome = execute_task(registry, context, client)
+        outcome = execute_task(
+            registry,
+            context,
+            client,
+            xcom_keys_to_clear=(startup.get("ti_context") or {}).get("xcom_keys_to_clear") or (),
+            watchdog=_timeout_backstop(context, terminal, log_pipe),
+        )
     try:
         terminal.send(outcome)
     except ProtocolError as exc:
@@ -165,6 +181,46 @@ def _install_cancellation(context: Context, terminal: _Terminal, log_pipe: LogPi
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
+
+
+def _timeout_backstop(context: Context, terminal: _Terminal, log_pipe: LogPipe) -> Watchdog:
+    """What ends a task its ``execution_timeout`` could not interrupt: the process runs this one
+    task, so after the limit plus the grace the outcome is reported (up_for_retry or failed, like
+    the timeout itself) and the process exits 0, letting the supervisor apply the state."""
+
+    def arm(seconds: float) -> Callable[[], None]:
+        from ..core.timeouts import protect_from_alarm
+
+        protect_from_alarm(CommChannel._send)  # a half-sent frame would break the terminal message
+        grace = _grace_seconds()
+
+        def expire() -> None:
+            from ..core.timeouts import log_timed_out, timeout_error
+
+            if terminal.sent:
+                return
+            limit = timedelta(seconds=seconds)
+            log_timed_out(limit)
+            runtime_log().error(
+                "Task did not stop within %.1f s of its execution_timeout (%.1f s): it is blocked "
+                "where no signal reaches it, or caught the timeout; reporting it timed out and exiting",
+                grace,
+                seconds,
+            )
+            sent = True
+            try:
+                sent = terminal.send(failure_outcome(context, timeout_error(limit)))
+            finally:
+                if sent:  # else the task itself reported in the meantime and exits on its own
+                    log_pipe.close()
+                    os._exit(0)
+
+        timer = threading.Timer(seconds + grace, expire)
+        timer.daemon = True
+        timer.start()
+        return timer.cancel
+
+    return arm
 
 
 def _grace_seconds() -> float:

@@ -57,17 +57,23 @@ class DagRunInfo(Record):
 class Context:
     """Injected into any task parameter annotated ``Context``.
 
+    ``params`` are the DAG's params merged with ``dag_run.conf`` (conf wins, validated against each
+    ``Param``'s schema), keys of the conf the DAG does not declare included, as in Airflow.
+
     ``cancelled`` is set when the runtime is asked to stop the task (SIGTERM, a heartbeat the server
     refused); long-running tasks should check ``is_cancelled()`` or call ``raise_if_cancelled()``.
     """
 
-    __slots__ = ("cancelled", "dag_run", "should_retry", "ti")
+    __slots__ = ("cancelled", "dag_run", "params", "should_retry", "ti")
 
     def __init__(self, ti: TaskInstanceInfo, dag_run: DagRunInfo, should_retry: bool = False):
         self.ti = ti
         self.dag_run = dag_run
         self.should_retry = should_retry
         self.cancelled = threading.Event()
+        # The DAG's params merged with dag_run.conf (conf wins), validated: set by the runtime
+        # before the task runs (``bundle.core.execution``), as Airflow's ``context["params"]``.
+        self.params: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"Context(ti={self.ti!r}, dag_run={self.dag_run!r}, should_retry={self.should_retry})"

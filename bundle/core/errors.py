@@ -24,6 +24,18 @@ class SkipTask(Exception):
     """Mark the task as skipped."""
 
 
+class TaskTimeout(BaseException):
+    """The task ran longer than its ``execution_timeout`` (Airflow's ``AirflowTaskTimeout``).
+
+    A ``BaseException``, as in Airflow, so a task's own ``except Exception`` cannot swallow it; the
+    task then ends ``up_for_retry`` when the run has a retry left, else ``failed``. ``timeout`` is the
+    limit that was exceeded."""
+
+    def __init__(self, message: str, timeout: Any = None) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
+
 class TaskCancelled(Exception):
     """Raised by ``Context.raise_if_cancelled()`` once the runtime was asked to stop the task."""
 

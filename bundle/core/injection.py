@@ -2,9 +2,10 @@
 
 A task function declares what it needs by annotating parameters with ``Context``, ``Client`` (or a
 narrower protocol ``Client`` implements, such as ``VariableClient``) or ``logging.Logger``; order and
-names are free. The plan is computed once, when the function is registered, so a signature that can
-never be satisfied fails at import time with the function and parameter named, not at run time on a
-worker.
+names are free. The plan is computed once, when the function is registered. Every other parameter is
+a *free* one (``InjectionPlan.free``): it needs a default or an upstream output bound to it
+(``bundle.core.authoring.binding``); which of them are left unsatisfied is only known when the DAG is
+complete, so that check lives in ``Dag.check_complete``, not here.
 """
 
 from __future__ import annotations
@@ -39,9 +40,19 @@ class Injection(Record):
     positional: bool
 
 
+class FreeParameter(Record):
+    """A parameter no annotation injects: bound to an upstream output, a literal, or defaulted."""
+
+    name: str
+    kind: str  # POSITIONAL_ONLY, POSITIONAL or KEYWORD_ONLY
+    has_default: bool
+    annotation: Any = None
+
+
 class InjectionPlan(Record):
     injections: tuple[Injection, ...]
     is_async: bool
+    free: tuple[FreeParameter, ...] = ()
 
     def arguments(
         self, context: Context, client: Client, logger: Callable[[], logging.Logger]
@@ -128,6 +139,7 @@ def plan_injection(fn: Callable[..., Any], where: str) -> InjectionPlan:
         raise RegistrationError(f"{where}: cannot resolve the annotations of {_name(fn)}: {exc}") from None
 
     injections: list[Injection] = []
+    free: list[FreeParameter] = []
     skipped_positional_only = False
     for param in params:
         source = _source_of(hints.get(param.name))
@@ -138,13 +150,9 @@ def plan_injection(fn: Callable[..., Any], where: str) -> InjectionPlan:
                 )
             injections.append(Injection(param.name, source, param.kind == POSITIONAL_ONLY))
             continue
-        if not param.has_default:
-            raise RegistrationError(
-                f"{where}: parameter {param.name!r} of {_name(fn)} is neither injectable "
-                "(annotate it as Context, Client or logging.Logger) nor has a default value"
-            )
+        free.append(FreeParameter(param.name, param.kind, param.has_default, hints.get(param.name)))
         skipped_positional_only = skipped_positional_only or param.kind == POSITIONAL_ONLY
-    return InjectionPlan(tuple(injections), is_async)
+    return InjectionPlan(tuple(injections), is_async, tuple(free))
 
 
 def _type_hints(target: Callable[..., Any], names: list[str]) -> dict[str, Any]:
@@ -165,6 +173,11 @@ def _type_hints(target: Callable[..., Any], names: list[str]) -> dict[str, Any]:
             annotation = annotation.__origin__  # Annotated[X, ...] -> X
         hints[name] = annotation
     return hints
+
+
+def function_name(fn: Callable[..., Any]) -> str:
+    """How error messages name a task function."""
+    return _name(_unwrap(fn))
 
 
 def _name(fn: Callable[..., Any]) -> str:

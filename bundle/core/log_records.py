@@ -3,9 +3,10 @@
 Shared by the coordinator's log socket and the go-plugin task log file, so both produce what the
 released supervisor (and Airflow's log viewer) reads: ``event``, lowercase ``level``, RFC 3339
 ``timestamp``, ``logger``, flattened extra fields, and an ``exception`` in structlog's dict-traceback
-shape. Keys the supervisor chokes on are renamed, never emitted: ``msg`` and ``target`` collide
-with its logging call and crash it, as do ``self`` and ``method_name`` one call further down
-(structlog's bound logger); a non-string ``timestamp`` crashes its parser.
+shape (plus each frame's source ``line``, see ``tracebacks``). Keys the supervisor chokes on are
+renamed, never emitted: ``msg`` and ``target`` collide with its logging call and crash it, as do
+``self`` and ``method_name`` one call further down (structlog's bound logger); a non-string
+``timestamp`` crashes its parser.
 
 The supervisor does no level filtering, so the runtime applies ``AIRFLOW__LOGGING__LOGGING_LEVEL``
 and ``AIRFLOW__LOGGING__NAMESPACE_LEVELS`` itself (longest dotted logger prefix wins, as in Go).
@@ -17,7 +18,6 @@ import logging
 import math
 import os
 import re
-import traceback
 from datetime import datetime, timezone
 
 from .masking import masker
@@ -53,7 +53,6 @@ _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) |
     "taskName",
 }
 MAX_EVENT_CHARS = 64 * 1024
-_MAX_CHAIN = 10
 
 _LEVEL_NAMES = {
     "NOTSET": logging.NOTSET,
@@ -145,40 +144,11 @@ def _json_safe(value: Any, depth: int) -> Any:
 
 
 def exception_stacks(exc: BaseException) -> list[dict[str, Any]]:
-    """structlog's dict-traceback shape, outermost exception first, cycles cut."""
-    stacks: list[dict[str, Any]] = []
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    is_cause = False
-    while current is not None and id(current) not in seen and len(stacks) < _MAX_CHAIN:
-        seen.add(id(current))
-        frames = [
-            {"filename": f.filename, "lineno": f.lineno or 0, "name": f.name}
-            for f in traceback.extract_tb(current.__traceback__)
-        ]
-        try:
-            value = str(current)
-        except Exception:
-            value = f"<unprintable {type(current).__name__}>"
-        stacks.append(
-            {
-                "exc_type": type(current).__name__,
-                "exc_value": value,
-                "exc_notes": [str(n) for n in getattr(current, "__notes__", [])],
-                "syntax_error": None,
-                "is_cause": is_cause,
-                "frames": frames,
-                "is_group": False,
-                "exceptions": [],
-            }
-        )
-        if current.__cause__ is not None:
-            current, is_cause = current.__cause__, True
-        elif not current.__suppress_context__:
-            current, is_cause = current.__context__, False
-        else:
-            current = None
-    return stacks
+    """structlog's dict-traceback shape with source lines, pybundle's frames left out (see
+    ``tracebacks``). Imported here, on the failure path: a task that never fails never loads it."""
+    from .tracebacks import exception_stacks as stacks
+
+    return stacks(exc)
 
 
 class LevelPolicy:

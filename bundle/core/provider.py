@@ -77,10 +77,18 @@ _registries: weakref.WeakKeyDictionary[Any, Registry] | None = None
 
 
 def registry_of(provider: BundleProvider) -> Registry:
-    """The provider's registry, built once per process."""
-    global _registries
+    """The provider's registry, built once per process, checked complete (every task parameter
+    injected, bound or defaulted: binding happens after registration, so only now is it known)."""
     if isinstance(provider, Bundle):
+        provider.registry.check_complete()
         return provider.registry
+    registry = _built_registry(provider)
+    registry.check_complete()
+    return registry
+
+
+def _built_registry(provider: BundleProvider) -> Registry:
+    global _registries
     if _registries is None:  # only other providers pay for importing weakref
         import weakref
 

@@ -16,6 +16,8 @@ the same attributes, key for key (spec ``coordinator-protocol.md`` §13.3):
 * Task dates are clamped to the DAG's dates and dropped when equal to them, and the DAG takes its
   start date (and time zone) from ``default_args`` when it has none, as the Python SDK does.
 
+A task's ``doc_md`` defaults to its function's docstring, as Airflow's ``@task`` does.
+
 Tasks carry ``language: "python"``, ``task_type`` and ``_task_module`` like the Go SDK's; Airflow
 never imports them (routing is by ``queue``). ``task_type`` is the task function's name in
 CamelCase with a ``Task`` suffix (``extract_rows`` → ``ExtractRowsTask``): the function is the
@@ -32,7 +34,7 @@ import functools
 import gc
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 
 from ..core.errors import RegistrationError
@@ -89,6 +91,8 @@ _DURATION_OPTIONS = frozenset({"retry_delay", "max_retry_delay", "execution_time
 _DATE_OPTIONS = frozenset({"start_date", "end_date"})
 
 _TIMETABLES = "airflow.timetables"
+PARAM_CLASS = "airflow.sdk.definitions.param.Param"
+_ARG_NOT_SET = {"__type": "arg_not_set", "__var": None}
 
 
 def serialize_registry(
@@ -106,6 +110,47 @@ def serialize_registry(
     finally:
         if paused:
             gc.enable()
+
+
+def dag_file_document(registry: Registry, dag_ids: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """What ``bundle-pack dag-file`` renders: each DAG's serialization (all DAGs, or ``dag_ids`` in the
+    registry's order) with what DagSerialization does not carry: its task functions' raw docstrings,
+    and each task's bound arguments (``_bindings``), which the file passes to the stubs.
+
+    Raises ``KeyError`` naming the first of ``dag_ids`` the registry does not have."""
+    wanted = set(dag_ids)
+    for dag_id in wanted:
+        if dag_id not in registry.dags:
+            raise KeyError(dag_id)
+    return [
+        {
+            "serialized": serialize_dag(dag, fileloc=""),
+            "docs": {task_id: _docstring(task.fn) for task_id, task in dag.tasks.items()},
+            "bindings": _bindings(dag),
+        }
+        for dag in registry
+        if not wanted or dag.dag_id in wanted
+    ]
+
+
+def _bindings(dag: Dag) -> dict[str, list[list[Any]]]:
+    """``{task_id: [[parameter, {"xcom": [upstream_task_id, key]} | {"literal": value}], ...]}``
+    for the tasks with bound arguments, in parameter order."""
+    from ..core.authoring.binding import XComArg
+
+    result = {}
+    for task in dag.tasks.values():
+        if task.bound:
+            result[task.task_id] = [
+                [
+                    name,
+                    {"xcom": [value.task_id, value.key]}
+                    if isinstance(value, XComArg)
+                    else {"literal": value},
+                ]
+                for name, value in task.bound.items()
+            ]
+    return result
 
 
 def serialize_dag(dag: Dag, *, fileloc: str, relative_fileloc: str | None = None) -> dict[str, Any]:
@@ -150,14 +195,15 @@ def serialize_dag(dag: Dag, *, fileloc: str, relative_fileloc: str | None = None
     if default_args:
         data["default_args"] = _wrap(dict(default_args))
 
+    task_params = serialize_params(dag.params, source="dag") if dag.params else None
     data["tasks"] = [
-        {"__type": "operator", "__var": _serialize_task(task, start_date, end_date)}
-        for task in dag.tasks.values()
+        {"__type": "operator", "__var": _serialize_task(task, start_date, end_date, task_params)}
+        for task in dag.creation_order()
     ]
     data["dag_dependencies"] = []
     data["task_group"] = _root_task_group(dag)
     data["edge_info"] = {}
-    data["params"] = []
+    data["params"] = serialize_params(dag.params, source=None)
     data["deadline"] = None
     data["allowed_run_types"] = None
     return {"__version": SERIALIZER_VERSION, "dag": data}
@@ -166,7 +212,31 @@ def serialize_dag(dag: Dag, *, fileloc: str, relative_fileloc: str | None = None
 # -- tasks ----------------------------------------------------------------------------------------
 
 
-def _serialize_task(task: Task, dag_start: datetime | None, dag_end: datetime | None) -> dict[str, Any]:
+def serialize_params(params: Mapping[str, Any], *, source: str | None) -> list[Any]:
+    """A DAG's params as core writes them: ``[[name, {"__class", "default", "description",
+    "schema", "source"}], ...]`` in declaration order; every task of the DAG carries them too, with
+    ``source: "dag"`` (the DAG's own list has ``source: None``). A param without a default writes
+    Airflow's ``NOTSET`` marker."""
+    from ..core.authoring.params import NOTSET
+
+    return [
+        [
+            name,
+            {
+                "__class": PARAM_CLASS,
+                "default": _ARG_NOT_SET if param.default is NOTSET else _wrap(param.default),
+                "description": param.description,
+                "schema": _wrap(param.schema),
+                "source": source,
+            },
+        ]
+        for name, param in params.items()
+    ]
+
+
+def _serialize_task(
+    task: Task, dag_start: datetime | None, dag_end: datetime | None, params: list[Any] | None
+) -> dict[str, Any]:
     options = _as_airflow_builds_it(task.effective_options)
     data: dict[str, Any] = {
         "task_id": task.task_id,
@@ -197,9 +267,21 @@ def _serialize_task(task: Task, dag_start: datetime | None, dag_end: datetime | 
         data["start_date"] = start.timestamp()
     if end is not None and end != dag_end:
         data["end_date"] = end.timestamp()
+    if not data.get("doc_md"):
+        doc = _docstring(task.fn)
+        if doc:  # as Airflow's @task does (an empty doc_md included): the docstring documents the task
+            data["doc_md"] = doc
     if task.downstream_task_ids:
         data["downstream_task_ids"] = sorted(task.downstream_task_ids)
+    if params is not None:
+        data["params"] = params
     return data
+
+
+def _docstring(fn: Callable[..., Any]) -> str | None:
+    """A task function's own docstring (not that of ``functools.partial`` or of a callable's class)."""
+    fn = _unwrap(fn)
+    return fn.__doc__ if hasattr(fn, "__code__") and isinstance(fn.__doc__, str) else None
 
 
 def _as_airflow_builds_it(options: dict[str, Any]) -> dict[str, Any]:

@@ -92,20 +92,32 @@ class HclogWriter:
 
 
 class HclogHandler(logging.Handler):
-    """A ``logging`` handler that renders records as hclog lines through an ``HclogWriter``."""
+    """A ``logging`` handler that renders records as hclog lines through an ``HclogWriter``.
 
-    def __init__(self, writer: HclogWriter, level: int = logging.NOTSET):
+    ``task_records`` formats exceptions as a task log does (pybundle's frames left out, see
+    ``bundle.core.tracebacks``): set for a task's records, not for the plugin's own, whose
+    errors are pybundle's and need its frames."""
+
+    def __init__(self, writer: HclogWriter, level: int = logging.NOTSET, *, task_records: bool = False):
         super().__init__(level)
         self.writer = writer
+        self.task_records = task_records
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             fields: dict[str, Any] = {"logger": record.name}
             fields.update(getattr(record, "hclog_fields", None) or {})
             if record.exc_info and record.exc_info[1] is not None:
-                fields["error"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+                fields["error"] = self._format_error(record.exc_info)
             self.writer.write_line(
                 hclog_line(hclog_level(record.levelno), record.getMessage(), fields, record.created)
             )
         except Exception:
             self.handleError(record)
+
+    def _format_error(self, exc_info: Any) -> str:
+        if self.task_records:
+            from ..core.tracebacks import format_exception
+
+            return format_exception(exc_info[1])
+        return "".join(traceback.format_exception(*exc_info)).rstrip()

@@ -12,7 +12,12 @@ Deliberate differences from the Go runner, both so the real Execution API accept
   instance, which the API answers 409);
 * the outcome uses the Python SDK's states (``up_for_retry`` when the run context allows a retry,
   ``skipped`` for ``SkipTask``) instead of Go's success/failed only, so retries work as they do under
-  the task supervisor.
+  the task supervisor;
+* like the Python SDK, the ``TIRunContext``'s ``xcom_keys_to_clear`` are deleted before the task
+  runs, and ``execution_timeout`` is enforced. Executes run on gRPC threads, where no signal can
+  interrupt a task, so a task with a limit runs on a thread of its own and is given up at the
+  deadline (``bundle.core.timeouts``): it is reported ``up_for_retry`` / ``failed`` at once, and its
+  thread, which Python cannot stop, is abandoned and may run on in the background.
 """
 
 from __future__ import annotations
@@ -31,9 +36,11 @@ from typing import Any
 
 from ..core.client import MessageClient
 from ..core.context import Context, DagRunInfo, TaskInstanceInfo
-from ..core.execution import FAILED, RUNTIME_LOGGER, SUCCESS, UP_FOR_RETRY, TaskOutcome, execute_task
+from ..core.errors import TaskTimeout
+from ..core.execution import FAILED, SUCCESS, UP_FOR_RETRY, TaskOutcome, execute_task
 from ..core.messages import TASK_ACCESS
 from ..core.registry import Registry
+from ..core.runtime_log import RUNTIME_LOGGER
 from .api import ApiError, ExecutionApiClient
 from .hclog import HclogWriter
 from .settings import Settings
@@ -453,7 +460,16 @@ class TaskRunner:
             task_log.warning("The host cancelled the call before the task started")
         client = MessageClient(ExecutionApiTransport(api, str(workload.ti_id)), context.ti, TASK_ACCESS)
         with _Heartbeat(api, str(workload.ti_id), self.hostname, context, self.log) as heartbeat:
-            outcome = execute_task(self.registry, context, client)
+            outcome = execute_task(
+                self.registry,
+                context,
+                client,
+                # What the supervisor hands Python's task runner in StartupDetails.ti_context:
+                # the XComs of earlier tries, deleted (DELETE /xcoms/...) before the task runs.
+                xcom_keys_to_clear=run_context.get("xcom_keys_to_clear") or (),
+            )
+        if isinstance(outcome.error, TaskTimeout):  # an abandoned thread may still look at the flag
+            context.cancelled.set()
         if (heartbeat.refused or heartbeat.gave_up) and outcome.state != FAILED:
             why = "heartbeat refused by the server" if heartbeat.refused else "too many failed heartbeats"
             outcome = TaskOutcome(FAILED, outcome.return_value, outcome.error, why)

@@ -80,7 +80,7 @@ class _Router(logging.Handler):
         super().__init__(logging.NOTSET)
         self.active: list[TaskLogging] = []
         self.saved_level = logging.NOTSET
-        self.unattributed = HclogHandler(stderr)
+        self.unattributed = HclogHandler(stderr, task_records=True)
 
     def emit(self, record: logging.LogRecord) -> None:
         owner = _current_task.get()
@@ -110,7 +110,7 @@ class TaskLogging:
             self.file.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
             self.handlers.append(TaskFileHandler(self.file))
         if self.file is None or settings.task_to_stdout:
-            self.handlers.append(HclogHandler(stderr))
+            self.handlers.append(HclogHandler(stderr, task_records=True))
         for handler in self.handlers:
             handler.addFilter(_TaskFilter(policy))
         self._level = policy.lowest

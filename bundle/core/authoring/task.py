@@ -1,0 +1,103 @@
+"""``Task``: a registered task function, its options, dependencies and bound arguments."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+
+from ..injection import InjectionPlan, plan_injection
+from . import binding
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
+    from typing import Any
+
+    from .dag import Dag
+
+DEFAULT_QUEUE = "default"
+
+
+class Task:
+    """A registered task.
+
+    Calling it calls the plain function, so tasks stay unit-testable, except inside its DAG's
+    ``with dag:`` block, where a call binds the arguments instead (Airflow's TaskFlow call syntax)
+    and returns a reference to the task's output: ``load(transform(extract()))``. ``task.output``
+    (and ``task.output["key"]``) is that reference outside a call; ``a >> b`` and ``a << b``
+    declare dependencies the way Airflow users write them."""
+
+    def __init__(self, dag: Dag, task_id: str, fn: Callable[..., Any], options: dict[str, Any]):
+        self.dag = dag
+        self.task_id = task_id
+        self.fn = fn
+        self.options = options
+        self.plan: InjectionPlan = plan_injection(fn, f"task {task_id!r} in dag {dag.dag_id!r}")
+        self.upstream_task_ids: list[str] = []
+        self.downstream_task_ids: list[str] = []
+        # parameter name -> XComArg or literal, filled by bind(); empty for most tasks
+        self.bound: dict[str, Any] = {}
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if binding.active_dags and binding.active_dags[-1] is self.dag:
+            return self.bind(*args, **kwargs)
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.dag.dag_id}.{self.task_id}>"
+
+    @property
+    def output(self) -> binding.XComArg:
+        """The reference to this task's ``return_value`` XCom; ``output["k"]`` for the XCom ``k``."""
+        return binding.XComArg(self)
+
+    def bind(self, *args: Any, **kwargs: Any) -> binding.XComArg:
+        """Bind upstream outputs (``other.output``) or literals to this task's parameters, as a call
+        inside ``with dag:`` does; each reference adds ``upstream >> self``. Returns ``self.output``."""
+        binding.bind(self, args, kwargs)
+        return self.output
+
+    @property
+    def effective_options(self) -> dict[str, Any]:
+        """Task options over the DAG's ``default_args``, with the bundle's default queue."""
+        merged = {**self.dag.options.get("default_args", {}), **self.options}
+        merged.setdefault("queue", self.dag.default_queue or DEFAULT_QUEUE)
+        return merged
+
+    # -- dependencies -----------------------------------------------------------------------
+    def set_downstream(self, other: Any) -> None:
+        for task in _tasks(other):
+            self.dag._add_edge(self, task)
+
+    def set_upstream(self, other: Any) -> None:
+        for task in _tasks(other):
+            self.dag._add_edge(task, self)
+
+    def __rshift__(self, other: Any) -> Any:
+        self.set_downstream(other)
+        return other
+
+    def __lshift__(self, other: Any) -> Any:
+        self.set_upstream(other)
+        return other
+
+    def __rrshift__(self, other: Any) -> Task:  # [a, b] >> self
+        self.set_upstream(other)
+        return self
+
+    def __rlshift__(self, other: Any) -> Task:  # [a, b] << self
+        self.set_downstream(other)
+        return self
+
+
+def _tasks(value: Any) -> list[Task]:
+    """Tasks, or references to their outputs (``extract() >> load()`` inside ``with dag:``)."""
+    items: Iterable[Any] = [value] if isinstance(value, (Task, binding.XComArg)) else value
+    try:
+        tasks = [item.task if isinstance(item, binding.XComArg) else item for item in items]
+    except TypeError:
+        raise TypeError(f"dependencies need a Task or a list of Tasks, got {type(value).__name__}") from None
+    for task in tasks:
+        if not isinstance(task, Task):
+            raise TypeError(f"dependencies need a Task or a list of Tasks, got {type(task).__name__}")
+    return tasks

@@ -1,0 +1,194 @@
+"""Airflow 3.3.2's public REST API (``/api/v2``), as the e2e tests use it: nothing reads the database.
+
+Authentication is what a default install does: SimpleAuthManager. With ``[core]
+simple_auth_manager_all_admins = True`` ``GET /auth/token`` returns a JWT without credentials (with
+users configured it would be ``POST /auth/token {"username", "password"}``); every call sends it as
+``Authorization: Bearer``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+
+T = TypeVar("T")
+
+TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+RETRY_FOR = 30.0  # seconds a 5xx answer is retried
+
+
+@dataclass(frozen=True)
+class TaskInstance:
+    task_id: str
+    state: str | None
+    try_number: int
+    map_index: int
+    queue: str | None
+
+
+@dataclass(frozen=True)
+class TaskLog:
+    """One try's log: the structured records and the raw response text (for "appears nowhere")."""
+
+    records: list[dict[str, Any]]
+    raw: str
+
+    def events(self) -> list[str]:
+        return [str(r.get("event", "")) for r in self.records]
+
+    def find(self, needle: str) -> list[dict[str, Any]]:
+        return [r for r in self.records if needle in str(r.get("event", ""))]
+
+
+class AirflowRest:
+    """A thin, typed client: each method is one REST call the docs show."""
+
+    def __init__(self, base_url: str, timeout: float = 60.0) -> None:
+        # Generous per-request timeout: a fresh api-server answered its first request after 15.6 s.
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
+        self._token: str | None = None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _headers(self) -> dict[str, str]:
+        if self._token is None:
+            response = self._http.get("/auth/token")
+            response.raise_for_status()
+            self._token = response.json()["access_token"]
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def _call(
+        self, method: str, path: str, accept: str = "application/json", **kwargs: Any
+    ) -> httpx.Response:
+        """One request; a 401 refreshes the token, a 5xx is retried (callers send idempotent calls).
+
+        5xx happen for real on SQLite: a write that waits longer than SQLite's 5 s busy timeout
+        for the lock ("Database error", observed with the whole test suite running beside us).
+        """
+        deadline = time.monotonic() + RETRY_FOR
+        while True:
+            response = self._http.request(
+                method, path, headers={**self._headers(), "Accept": accept}, **kwargs
+            )
+            if response.status_code == 401:  # token expired: fetch a new one
+                self._token = None
+            elif response.status_code < 500 or time.monotonic() >= deadline:
+                return response
+            time.sleep(1.0)
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._call(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise AirflowRestError(method, path, response.status_code, response.text)
+        return response.json()
+
+    # --- health and DAGs ---------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """``GET /api/v2/monitor/health``: metadatabase, scheduler, triggerer, dag_processor."""
+        response = self._http.get("/api/v2/monitor/health")
+        response.raise_for_status()
+        return response.json()
+
+    def dag(self, dag_id: str) -> dict[str, Any] | None:
+        response = self._call("GET", f"/api/v2/dags/{dag_id}")
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise AirflowRestError("GET", f"/api/v2/dags/{dag_id}", response.status_code, response.text)
+        return response.json()
+
+    def import_errors(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/api/v2/importErrors")["import_errors"]
+
+    def unpause(self, dag_id: str) -> None:
+        self._json("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+
+    # --- runs ----------------------------------------------------------------------------------------
+
+    def trigger_run(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        """A manual run now (``logical_date: null``); its run_id.
+
+        The run id is chosen here so that a retried POST is idempotent: 409 means the first one won.
+        """
+        run_id = f"manual__e2e_{uuid.uuid4().hex[:12]}"
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": conf or {}}
+        path = f"/api/v2/dags/{dag_id}/dagRuns"
+        response = self._call("POST", path, json=body)
+        if response.status_code == 409 and self.run_state(dag_id, run_id):
+            return run_id
+        if response.status_code >= 400:
+            raise AirflowRestError("POST", path, response.status_code, response.text)
+        return response.json()["dag_run_id"]
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self._json("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float, poll: float = 1.0) -> str:
+        """Poll until the run is success/failed; TimeoutError (with the task states) otherwise."""
+        return poll_until(
+            lambda: state if (state := self.run_state(dag_id, run_id)) in TERMINAL_RUN_STATES else None,
+            timeout,
+            poll,
+            lambda: f"run {dag_id}/{run_id} not finished; tasks: {self.task_instances(dag_id, run_id)}",
+        )
+
+    def task_instances(self, dag_id: str, run_id: str) -> dict[tuple[str, int], TaskInstance]:
+        """(task_id, map_index) -> the task instance's current state and try number."""
+        body = self._json("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        return {
+            (ti["task_id"], ti["map_index"]): TaskInstance(
+                ti["task_id"], ti["state"], ti["try_number"], ti["map_index"], ti.get("queue")
+            )
+            for ti in body["task_instances"]
+        }
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1):
+        """The XCom's value as the task pushed it (the API returns it as JSON); KeyError if none."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
+        response = self._call("GET", path, params={"map_index": map_index})
+        if response.status_code == 404:
+            raise KeyError(f"no XCom {key!r} for {dag_id}/{run_id}/{task_id}[{map_index}]")
+        if response.status_code >= 400:
+            raise AirflowRestError("GET", path, response.status_code, response.text)
+        return response.json()["value"]
+
+    def task_log(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1
+    ) -> TaskLog:
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+        response = self._call(
+            "GET",
+            path,
+            params={"full_content": "true", "map_index": map_index},
+        )
+        if response.status_code >= 400:
+            raise AirflowRestError("GET", path, response.status_code, response.text)
+        content = response.json()["content"]
+        records = [r if isinstance(r, dict) else {"event": str(r)} for r in content]
+        return TaskLog(records, response.text)
+
+
+class AirflowRestError(RuntimeError):
+    def __init__(self, method: str, path: str, status: int, body: str) -> None:
+        super().__init__(f"{method} {path} -> {status}: {body[:500]}")
+        self.status = status
+        self.body = body
+
+
+def poll_until(probe: Callable[[], T | None], timeout: float, poll: float, describe: Callable[[], str]) -> T:
+    """Call *probe* until it returns non-None, at most *timeout* seconds; then TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result is not None:
+            return result
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"after {timeout:.0f} s: {describe()}")
+        time.sleep(poll)
