@@ -68,10 +68,6 @@ STUB_ONLY_TASK_KEYS = frozenset(
         "op_kwargs",
         "template_fields",
         "template_fields_renderers",
-        "is_stub",
-        "_arg_bindings",
-        "_needs_expansion",
-        "has_retry_policy",
     }
 )
 # Where a DAG was read from: the generated file for Airflow, the bundle for pybundle.

@@ -107,7 +107,9 @@ def test_native_wheels_run_on_a_bare_python(packed, tmp_path):
 
 def test_vendored_copies_win_over_what_the_worker_has_installed(packed, tmp_path):
     installed = run([SYSTEM_PYTHON, "-c", "import yaml, six; print(yaml.__version__, six.__version__)"])
-    assert installed.returncode == 0 and installed.text.split() == ["6.0", "1.16.0"], installed.stderr
+    # Debian's python3-yaml / python3-six (scripts/bootstrap installs them): other versions than the lock's
+    assert installed.returncode == 0, installed.stderr
+    assert installed.text.split()[0] != "6.0.2" and installed.text.split()[1] != "1.17.0", installed.text
     shadow = str(impostors(tmp_path / "shadow"))
     native = coordinator(packed["native_system"], tmp_path, "native_dag", "versions", PYTHONPATH=shadow)
     facts = xcom(native, "native_dag", "versions")
