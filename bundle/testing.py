@@ -48,6 +48,7 @@ class _MemoryAirflow:
         self._initial_xcoms = dict(xcoms)
         self.requests: list[dict[str, Any]] = []
         self.masked: list[Any] = []
+        self.skipped_downstream: list[Any] = []
 
     def seed_xcoms(self, dag_id: str, run_id: str) -> None:
         for key, value in self._initial_xcoms.items():
@@ -93,6 +94,9 @@ class _MemoryAirflow:
         if kind == "MaskSecret":
             self.masked.append(body["value"])
             return None
+        if kind == "SkipDownstreamTasks":  # the Execution API answers it with no body
+            self.skipped_downstream.extend(body["tasks"])
+            return None
         raise AirflowApiError(kind, "API_SERVER_ERROR", {"status_code": 400, "message": "Unhandled request"})
 
     def _xcom(self, kind: str, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -134,8 +138,10 @@ class FakeClient(MessageClient):
     ``variables``: ``{key: str}``; ``connections``: ``{conn_id: {conn_type, host, login, ...}}``;
     ``xcoms``: ``{"task_id": value}`` or ``{"task_id.key": value}`` for the run under test, or
     ``{(dag_id, run_id, task_id, key[, map_index]): value}``. After a run, ``pushed`` holds the XComs
-    the task pushed (``{key: value}``), ``variables`` the variables, ``masked`` what was masked and
-    ``requests`` every request body in order."""
+    the task pushed (``{key: value}``), ``variables`` the variables, ``masked`` what was masked,
+    ``skipped_downstream`` what a branch or short-circuit task skipped (``SkipDownstreamTasks``'s
+    items: ``[task_id, map_index]`` for a branch, task ids for a short-circuit, as Airflow sends them)
+    and ``requests`` every request body in order."""
 
     def __init__(
         self,
@@ -164,6 +170,10 @@ class FakeClient(MessageClient):
         return self._memory.masked
 
     @property
+    def skipped_downstream(self) -> list[Any]:
+        return self._memory.skipped_downstream
+
+    @property
     def pushed(self) -> dict[str, Any]:
         ti = self._ti
         if ti is None:
@@ -181,6 +191,11 @@ class TaskRunResult:
     xcoms: dict[str, Any]
     logs: list[logging.LogRecord] = field(repr=False)
     client: FakeClient = field(repr=False)
+
+    @property
+    def skipped_downstream(self) -> list[Any]:
+        """What the task skipped with ``SkipDownstreamTasks`` (branch / short-circuit), in order."""
+        return self.client.skipped_downstream
 
     @property
     def messages(self) -> list[str]:

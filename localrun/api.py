@@ -32,6 +32,7 @@ from .store import Store, iso, parse_iso, utcnow
 
 RUNNABLE_FROM = (None, "queued", "scheduled", "restarting", "up_for_retry", "up_for_reschedule", "deferred")
 TERMINAL = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+SKIP_PROTECTED = frozenset({"running", "success", "failed"})  # what skip-downstream leaves alone
 _DAG_RUN_FIELDS = (
     "dag_id",
     "run_id",
@@ -287,14 +288,22 @@ class ExecutionAPI:
         return ApiResponse(204)
 
     def _ti_skip_downstream(self, ti_id: str, body: Any, **_: Any) -> ApiResponse:
+        """Core's ``ti_skip_downstream``: each item is a task id (map index -1) or ``[task_id,
+        map_index]``; the task instances of this run that are not running, success or failed become
+        skipped, with start and end dates of now (a branch's or short-circuit's skip)."""
         _require(body, "tasks")
         me = self._ti(ti_id)
-        for item in body["tasks"]:
-            task_id, map_index = (item, None) if isinstance(item, str) else (item[0], int(item[1]))
-            for other in self.store.task_instances(me["dag_id"], me["run_id"]):
-                if other["task_id"] == task_id and map_index in (None, other["map_index"]):
-                    if other["state"] in (None, "scheduled", "queued"):
-                        self.store.update_ti(other["id"], state="skipped", note=f"skipped by {me['task_id']}")
+        wanted = {(item, -1) if isinstance(item, str) else (item[0], int(item[1])) for item in body["tasks"]}
+        now = iso(utcnow())
+        for other in self.store.task_instances(me["dag_id"], me["run_id"]):
+            if (other["task_id"], other["map_index"]) in wanted and other["state"] not in SKIP_PROTECTED:
+                self.store.update_ti(
+                    other["id"],
+                    state="skipped",
+                    start_date=now,
+                    end_date=now,
+                    note=f"skipped by {me['task_id']}",
+                )
         return ApiResponse(204)
 
     def _ti_rtif(self, ti_id: str, body: Any, **_: Any) -> ApiResponse:

@@ -29,7 +29,8 @@ def parse_log(text: str) -> list[dict[str, Any]]:
 
 
 def format_record(record: dict[str, Any]) -> list[str]:
-    """``HH:MM:SS.mmm LEVEL    logger: event key=value ...`` plus indented exception lines."""
+    """``HH:MM:SS.mmm LEVEL    logger: event key=value ...``, then the event's further lines and the
+    exception's, indented, so every line of a record is visibly part of it."""
     stamp = str(record.get("timestamp") or "")
     time_part = stamp.split("T", 1)[1][:12] if "T" in stamp else stamp[:12]
     level = str(record.get("level") or "").upper()
@@ -37,8 +38,10 @@ def format_record(record: dict[str, Any]) -> list[str]:
     event = record.get("event", "")
     text = event if isinstance(event, str) else json.dumps(event, default=str)
     extras = [f"{k}={_short(v)}" for k, v in record.items() if k not in _STANDARD_KEYS]
-    head = f"{time_part:<12} {level:<8} " + (f"{logger}: " if logger else "") + text
+    first, *more = text.split("\n")
+    head = f"{time_part:<12} {level:<8} " + (f"{logger}: " if logger else "") + first
     lines = [head + (" " + " ".join(extras) if extras else "")]
+    lines += [f"    {line}" if line else "" for line in more]  # a multi-line message stays in its record
     lines += [f"    {line}" if line else "" for line in _exception_lines(record.get("error_detail"))]
     return lines
 

@@ -76,6 +76,9 @@ class DagDocument:
     serialized: dict[str, Any]
     docs: dict[str, str | None]
     bindings: dict[str, list[list[Any]]] = field(default_factory=dict)
+    # {group_id: default_args as the group gives them}; older runtimes write none (stubs still carry
+    # every value explicitly, so the file is equivalent either way)
+    group_default_args: dict[str, Any] = field(default_factory=dict)
 
     @property
     def dag_id(self) -> str:
@@ -128,7 +131,15 @@ def bundle_document(name: str, version: str | None, dags: Sequence[Mapping[str, 
     return BundleDocument(
         name=str(name),
         version=version,
-        dags=[DagDocument(dag["serialized"], dag["docs"], dag.get("bindings") or {}) for dag in dags],
+        dags=[
+            DagDocument(
+                dag["serialized"],
+                dag["docs"],
+                dag.get("bindings") or {},
+                dag.get("group_default_args") or {},
+            )
+            for dag in dags
+        ],
     )
 
 

@@ -39,6 +39,7 @@ from bundle.introspection.serialization import (
 
 from . import PackError
 from .dagdoc import BundleDocument, DagDocument
+from .dagfile_groups import GroupLayout
 from .pysource import (
     INDENT,
     Code,
@@ -152,6 +153,7 @@ class _Imports:
     timezone: bool = False
     zoneinfo: bool = False
     param: bool = False
+    task_group: bool = False
 
 
 def render(document: BundleDocument, command: str) -> str:
@@ -186,9 +188,13 @@ def _import_lines(imports: _Imports) -> list[str]:
         lines.append("from zoneinfo import ZoneInfo")
     if lines:
         lines.append("")
-    lines.append(
-        "from airflow.sdk import DAG, Param, task" if imports.param else "from airflow.sdk import DAG, task"
-    )
+    sdk = [
+        "DAG",
+        *(["Param"] if imports.param else []),
+        *(["TaskGroup"] if imports.task_group else []),
+        "task",
+    ]
+    lines.append(f"from airflow.sdk import {', '.join(sdk)}")
     return lines
 
 
@@ -199,12 +205,15 @@ class _DagRenderer:
         self.dag: dict[str, Any] = document.serialized["dag"]
         self.docs = document.docs
         self.bindings = document.bindings
+        self.group_default_args = document.group_default_args
         self.dag_id = str(self.dag["dag_id"])
         self.imports = imports
         self.default_args: dict[str, Any] = _unwrap(
             self.dag.get("default_args", {}), self._where("default_args")
         )
         self.tz = self.dag.get("timezone", "UTC")
+        self.labels: dict[str, str] = {}  # task id -> the id its stub is given (unprefixed in a group)
+        self.group_defaults: dict[str, dict[str, Any]] = {}  # task id -> its groups' default_args
 
     def _where(self, attribute: str, task_id: str | None = None) -> str:
         task = f" task {task_id!r}" if task_id is not None else ""
@@ -233,19 +242,45 @@ class _DagRenderer:
         with_line = "with " + call("DAG", kwargs, 0, explode=True) + ":"
         body = [with_line]
         tasks = [entry["__var"] for entry in self.dag.get("tasks", [])]
-        names = {"DAG", "Param", "task", "datetime", "timedelta", "timezone", "ZoneInfo"}
+        names = {"DAG", "Param", "TaskGroup", "task", "datetime", "timedelta", "timezone", "ZoneInfo"}
         functions = {task["task_id"]: identifier(task["task_id"], names) for task in tasks}
         instances = {
             task["task_id"]: identifier(f"{functions[task['task_id']]}_task", names) for task in tasks
         }
+        groups = GroupLayout(
+            self.dag.get("task_group") or {},
+            lambda why: self._refuse("task_group", why),
+            names,
+            default_args={
+                group_id: _unwrap(args, self._where("task_group"))
+                for group_id, args in self.group_default_args.items()
+            },
+            value=self._value,
+        )
+        self.labels = groups.label_of  # a grouped stub takes its unprefixed id; the group prefixes it
+        self.group_defaults = {task["task_id"]: groups.default_args_of(task["task_id"]) for task in tasks}
+        self.imports.task_group |= groups.has_groups
         for task in tasks:
             body.append("")
             body.extend(self._stub(task, functions[task["task_id"]]))
         if tasks:
             body.append("")
             # The serialized order is one Python can create the tasks in: bound upstreams first.
+            body.extend(
+                groups.instance_lines(
+                    [task["task_id"] for task in tasks],
+                    lambda task_id, level: self._instance(task_id, functions, instances, level),
+                )
+            )
+            # A branch / short-circuit task is still a plain @task.stub: the bundle's runtime does the
+            # skipping (SkipDownstreamTasks) and the scheduler never runs its code, so nothing about
+            # *how* it branches belongs here. The one thing the scheduler reads is the SkipMixin flag
+            # core serializes as _can_skip_downstream (NotPreviouslySkippedDep re-skips a cleared task
+            # from the task's skipmixin_key XCom); @task.stub has no argument for it, so it is set on
+            # the operator, which is the attribute core's serializer reads (inherits_from_skipmixin).
             for task in tasks:
-                body.append(self._instance(task["task_id"], functions, instances))
+                if task.get("_can_skip_downstream"):
+                    body.append(f"{INDENT}{instances[task['task_id']]}.operator._can_skip_downstream = True")
         bound_edges = {
             (value["xcom"][0], task_id)
             for task_id, arguments in self.bindings.items()
@@ -267,11 +302,18 @@ class _DagRenderer:
                 targets = [instances[task_id] for task_id in downstream]
                 right = targets[0] if len(targets) == 1 else _list_code(targets, f"{instances[upstream]} >> ")
                 body.append(f"{INDENT}{instances[upstream]} >> {right}")
+        all_edges = {(task["task_id"], d) for task in tasks for d in task.get("downstream_task_ids", [])}
+        relations = groups.relation_lines(all_edges, instances)
+        if relations:
+            body.append("")
+            body.extend(relations)
         if not tasks:
-            body.append(f"{INDENT}pass")
+            body.extend(groups.instance_lines([], lambda *_: "") if groups.has_groups else [f"{INDENT}pass"])
         return "\n".join(body) + "\n\n"
 
-    def _instance(self, task_id: str, functions: Mapping[str, str], instances: Mapping[str, str]) -> str:
+    def _instance(
+        self, task_id: str, functions: Mapping[str, str], instances: Mapping[str, str], level: int = 1
+    ) -> str:
         """``load_task = load(rows=extract_task["rows"], limit=5)``: the stub called with the task's
         bound arguments, so Airflow sees the data-passing edges (and op_kwargs) as in TaskFlow."""
         head = f"{instances[task_id]} = {functions[task_id]}"
@@ -284,8 +326,8 @@ class _DagRenderer:
                 )
                 items.append(f"{name}={reference}")
             else:
-                items.append(f"{name}={self._value(value['literal'], 2, len(name) + 1)}")
-        return INDENT + head + bracketed("(", items, ")", 1, prefix_width=len(head))
+                items.append(f"{name}={self._value(value['literal'], level + 1, len(name) + 1)}")
+        return INDENT * level + head + bracketed("(", items, ")", level, prefix_width=len(head))
 
     def _params(self, params: list[Any]) -> str:
         """``{"n": Param(5, type="integer", ...), "label": "x"}``: a param without description or
@@ -397,8 +439,9 @@ class _DagRenderer:
         task_id = str(task["task_id"])
         values = self._task_values(task)
         kwargs: list[tuple[str, Any]] = []
-        if function != task_id:
-            kwargs.append(("task_id", task_id))
+        label = self.labels.get(task_id, task_id)
+        if function != label:
+            kwargs.append(("task_id", label))
         doc = self.docs.get(task_id)
         first_line = _first_line(doc)
         for key in _TASK_KWARGS:
@@ -409,7 +452,7 @@ class _DagRenderer:
                 # @task.stub takes the function's docstring as doc_md unless one is given.
                 if value == first_line:
                     continue
-            elif value == self._inherited(key):
+            elif value == self._inherited(key, task_id):
                 continue
             kwargs.append((key, value))
         rendered = [(key, self._value(value, 2, len(key) + 1)) for key, value in kwargs]
@@ -432,7 +475,7 @@ class _DagRenderer:
         values: dict[str, Any] = dict(OPERATOR_SCHEMA_DEFAULTS)
         values["retry_delay"] = DEFAULT_RETRY_DELAY
         for key, value in task.items():
-            if key in _TASK_MARKERS or key == "downstream_task_ids":
+            if key in _TASK_MARKERS or key in ("downstream_task_ids", "_can_skip_downstream"):
                 continue
             if key == "params":  # every task carries its DAG's params; the DAG call writes them
                 if [[n, {**d, "source": None}] for n, d in value] != self.dag.get("params"):
@@ -452,13 +495,15 @@ class _DagRenderer:
             )
         return values
 
-    def _inherited(self, key: str) -> Any:
-        """What a stub gets for ``key`` when the file does not say: default_args, else the default.
+    def _inherited(self, key: str, task_id: str | None = None) -> Any:
+        """What a stub gets for ``key`` when the file does not say: its task groups' default_args
+        over the DAG's, else the default.
 
         ``@task.stub`` passes ``queue`` and ``executor`` to the operator explicitly (as ``None``), so
         default_args cannot supply those two: they are written on every stub that has them."""
-        if key in self.default_args and key not in _STUB_EXPLICIT:
-            return self.default_args[key]
+        default_args = {**self.default_args, **self.group_defaults.get(task_id or "", {})}
+        if key in default_args and key not in _STUB_EXPLICIT:
+            return default_args[key]
         if key == "retry_delay":
             return DEFAULT_RETRY_DELAY
         if key in _TASK_DATES:

@@ -391,3 +391,18 @@ def test_help_lists_every_option_and_exit_status():
         (4, "the bundle does not load, introspect or parse"),
     ):
         assert f"{status}    {meaning}" in lines
+
+
+def test_branch_and_short_circuit_end_as_in_airflow(tmp_path):
+    """The DAG tests/e2e runs beside its Python twin: the same final states and XComs here
+    (``SkipDownstreamTasks`` through the embedded API, then trigger rules decide the joins)."""
+    from tests import branching_expected as expected
+
+    bundle = ROOT / "tests" / "e2e" / "bundles" / "branching.py"
+    run = bundle_run(bundle, "--dag", expected.BUNDLE_DAG, tmp_path=tmp_path)
+    assert run.returncode == 0, run.describe()
+    assert run.states() == expected.STATES
+    xcoms = {(x["task_id"], x["key"]): expected.sorted_lists(x["value"]) for x in run.report["xcoms"]}
+    assert xcoms == expected.XCOMS
+    assert run.report["tasks"]["right"]["note"] == "skipped by pick"
+    assert run.tries("right") == [] and run.tries("after_gated") == []

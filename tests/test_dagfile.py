@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -240,6 +241,7 @@ def random_bundles(draw: st.DrawFn) -> Bundle:
         dag_options["params"] = draw(_PARAMS)
     dag = bundle.dag(draw(_IDS), **dag_options)
     task_ids = draw(st.lists(_IDS, min_size=1, max_size=6, unique=True))
+    groups = _random_groups(draw, dag)
     tasks = []
     for index, task_id in enumerate(task_ids):
         doc = draw(st.none() | _TEXT | st.just("First line.\n\n    More text, indented.\n    "))
@@ -253,7 +255,11 @@ def random_bundles(draw: st.DrawFn) -> Bundle:
         exec(f"def fn({', '.join(names)}):\n    return None", namespace)
         function = namespace["fn"]
         function.__doc__ = doc
-        tasks.append(dag.task(task_id=task_id, **draw(_TASK_OPTIONS))(function))
+        entered = _entered(draw(st.sampled_from(groups)))  # the task's group, if any
+        # Plain, branch or short-circuit tasks: the latter are skip-capable stubs in the file.
+        register = draw(st.sampled_from([dag.task, dag.task, dag.branch, dag.short_circuit]))
+        tasks.append(register(task_id=task_id, **draw(_TASK_OPTIONS))(function))
+        entered.close()
         if names:
             arguments = {}
             for name in names:
@@ -267,7 +273,60 @@ def random_bundles(draw: st.DrawFn) -> Bundle:
     for later in range(1, len(tasks)):
         for earlier in draw(st.sets(st.integers(0, later - 1), max_size=2)):
             tasks[earlier] >> tasks[later]
+    _link_groups(draw, tasks, groups)
     return bundle
+
+
+# Group ids start with a capital: no drawn task id can clash with a prefixed one ("G1.x").
+_GROUP_OPTIONS = st.fixed_dictionaries(
+    {},
+    optional={
+        "prefix_group_id": st.booleans(),
+        "tooltip": _TEXT,
+        "ui_color": st.sampled_from(["red", "#ffeedd"]),
+        "ui_fgcolor": st.just("#fff"),
+        "group_display_name": _TEXT,
+        "default_args": st.fixed_dictionaries({}, optional={"retries": st.integers(0, 3), "owner": _IDS}),
+    },
+)
+
+
+def _random_groups(draw: st.DrawFn, dag: Any) -> list[Any]:
+    """None (the root) and up to three task groups, the later ones possibly nested in earlier ones."""
+    groups: list[Any] = [None]
+    for index in range(draw(st.integers(0, 3))):
+        parent = draw(st.sampled_from(groups))
+        with _entered(parent):
+            groups.append(dag.task_group(f"G{index}", **draw(_GROUP_OPTIONS)))
+    return groups
+
+
+def _entered(group: Any) -> ExitStack:
+    stack = ExitStack()
+    if group is not None:
+        stack.enter_context(group)
+    return stack
+
+
+def _link_groups(draw: st.DrawFn, tasks: list[Any], groups: list[Any]) -> None:
+    """Group-level ``>>`` / ``<<`` that follow the tasks' order (edges only run forwards: no cycle)."""
+    index = {task.task_id: position for position, task in enumerate(tasks)}
+    spans = [
+        (group, [index[task.task_id] for task in group.tasks()])
+        for group in groups[1:]
+        if next(group.tasks(), None) is not None
+    ]
+    for group, members in spans:
+        before = [t for t in tasks if index[t.task_id] < min(members)]
+        after = [t for t in tasks if index[t.task_id] > max(members)]
+        if before and draw(st.booleans()):
+            draw(st.sampled_from(before)) >> group
+        if after and draw(st.booleans()):
+            group >> draw(st.sampled_from(after))
+        for other, others in spans:
+            if max(members) < min(others) and not set(group.tasks()) & set(other.tasks()):
+                if draw(st.booleans()):
+                    group >> other if draw(st.booleans()) else other << group
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

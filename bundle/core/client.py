@@ -391,6 +391,13 @@ class MessageClient:
         }
         self._call(body)
 
+    def skip_downstream_tasks(self, tasks: list[str | list[Any] | tuple[str, int]]) -> None:
+        """Skip task instances of this run (``SkipDownstreamTasks``): each a task id (map index -1)
+        or ``[task_id, map_index]``. The server leaves running and finished ones alone; the current
+        task is not finished by it. Branch and short-circuit tasks send it for the author."""
+        items = [item if isinstance(item, str) else list(item) for item in tasks]
+        self._call({"type": "SkipDownstreamTasks", "tasks": items})
+
     # -- assets -----------------------------------------------------------------------------
     def get_asset(self, *, name: str | None = None, uri: str | None = None) -> dict[str, Any]:
         if (name is None) == (uri is None):

@@ -3,7 +3,8 @@
 The outcome rules are Airflow's: a non-``None`` return value is pushed as the ``return_value`` XCom
 (a failed push fails the task), ``SkipTask`` skips, ``FailTask`` fails without retry, any other
 exception (``TaskTimeout`` included) fails or asks for a retry when the run has one left, and an
-unknown task is ``removed``. Before the task runs, the XComs of earlier tries that Airflow lists in
+unknown task is ``removed``. A branch or short-circuit task then skips downstream tasks
+(``bundle.core.authoring.branching``; after a skip its return value is not pushed). Before the task runs, the XComs of earlier tries that Airflow lists in
 ``xcom_keys_to_clear`` are deleted, and ``execution_timeout`` bounds the task's call (not its XCom
 push), both as Airflow's Python task runner does (``bundle.core.timeouts``).
 Modes only translate the ``TaskOutcome`` into their peer's terminal message.
@@ -64,7 +65,13 @@ def execute_task(
         _clear_xcoms(client, xcom_keys_to_clear)
         context.params = _params(task, context)
         result = invoke(task, context, client, watchdog=watchdog, arguments=arguments)
-        if result is not None and task.effective_options.get("do_xcom_push", True):
+        skipped_downstream = False
+        if task.skip_rule is not None:  # a branch or short-circuit task; only these load it
+            from .authoring.branching import apply_skip_rule
+
+            skipped_downstream = apply_skip_rule(task, result, ti.map_index, client)
+        # As in Airflow, where the skip is raised out of execute(): no return_value after a skip.
+        if result is not None and not skipped_downstream and task.effective_options.get("do_xcom_push", True):
             _push_result(task, client, result)
     except SkipTask as exc:
         log().info("Task skipped: %s", exc or "SkipTask raised")

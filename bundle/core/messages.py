@@ -138,6 +138,15 @@ O_STR, O_INT, O_BOOL, O_NUMBER = _nullable(_str), _nullable(_int), _nullable(_bo
 O_DATETIME, O_MAP, O_JSON = _nullable(_aware_datetime), _nullable(_map), _nullable(_json)
 O_LIST_STR, O_LIST_DATETIME = _nullable(_list_of(_str)), _nullable(_list_of(_aware_datetime))
 ANY_LIST = _list_of(_json)
+
+
+def _skip_item(value: Any) -> bool:
+    """a task id or [task_id, map_index]"""
+    if isinstance(value, str):
+        return True
+    return isinstance(value, (list, tuple)) and len(value) == 2 and _str(value[0]) and _int(value[1])
+
+
 O_LIST_MAP = _nullable(_list_of(_map))
 
 
@@ -289,7 +298,7 @@ SPECS: dict[str, MessageSpec] = {
             retry_reason=O_STR,
         ),
         _spec("TaskState", _LC, {"state": STR}, end_date=O_DATETIME, rendered_map_index=O_STR),
-        _spec("SkipDownstreamTasks", _LC, {"tasks": ANY_LIST}),
+        _spec("SkipDownstreamTasks", _LC, {"tasks": _list_of(_skip_item)}),
         # task metadata
         _spec("SetRenderedFields", _TM, {"rendered_fields": MAP}),
         _spec("SetRenderedMapIndex", _TM, {"rendered_map_index": STR}),

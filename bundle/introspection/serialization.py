@@ -37,6 +37,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 
+from ..core.authoring.group import TaskGroup
 from ..core.errors import RegistrationError
 from ..core.registry import Dag, Registry, Task
 
@@ -127,10 +128,23 @@ def dag_file_document(registry: Registry, dag_ids: Iterable[str] = ()) -> list[d
             "serialized": serialize_dag(dag, fileloc=""),
             "docs": {task_id: _docstring(task.fn) for task_id, task in dag.tasks.items()},
             "bindings": _bindings(dag),
+            "group_default_args": _group_default_args(dag.root_group),
         }
         for dag in registry
         if not wanted or dag.dag_id in wanted
     ]
+
+
+def _group_default_args(group: TaskGroup) -> dict[str, Any]:
+    """``{group_id: default_args}`` (Airflow's generic encoding) of the groups that set their own,
+    unmerged: DagSerialization keeps only their effect on the tasks; the DAG file writes them."""
+    found = {}
+    for child in group.children.values():
+        if isinstance(child, TaskGroup):
+            if child.own_default_args:
+                found[child.group_id] = _wrap(child.own_default_args)
+            found.update(_group_default_args(child))
+    return found
 
 
 def _bindings(dag: Dag) -> dict[str, list[list[Any]]]:
@@ -249,6 +263,10 @@ def _serialize_task(
         "_needs_expansion": False,
         "has_retry_policy": False,
     }
+    if task.skip_rule is not None:
+        # A branch / short-circuit task is a SkipMixin operator to the scheduler: when a task it
+        # skipped is cleared, NotPreviouslySkippedDep reads its skipmixin_key XCom and skips it again.
+        data["_can_skip_downstream"] = True
     for name, value in options.items():
         if name in _DATE_OPTIONS or name == "retry_delay" or value is None:
             continue
@@ -305,19 +323,30 @@ def _clamp(
 
 
 def _root_task_group(dag: Dag) -> dict[str, Any]:
-    """The implicit root group every DAG has; bundles have no nested groups."""
+    """The DAG's ``task_group`` tree: its root group (``_group_id`` None) and the nested groups."""
+    return _task_group(dag.root_group)
+
+
+def _task_group(group: TaskGroup) -> dict[str, Any]:
+    """One group as core's ``TaskGroupSerialization.serialize_task_group`` writes it: children by
+    full node id, the relatives' ids sorted."""
     return {
-        "_group_id": None,
-        "group_display_name": "",
-        "prefix_group_id": True,
-        "tooltip": "",
-        "ui_color": "CornflowerBlue",
-        "ui_fgcolor": "#000",
-        "children": {task_id: ["operator", task_id] for task_id in dag.tasks},
-        "upstream_group_ids": [],
-        "downstream_group_ids": [],
-        "upstream_task_ids": [],
-        "downstream_task_ids": [],
+        "_group_id": group.label,
+        "group_display_name": group.group_display_name,
+        "prefix_group_id": group.prefix_group_id,
+        "tooltip": group.tooltip,
+        "ui_color": group.ui_color,
+        "ui_fgcolor": group.ui_fgcolor,
+        "children": {
+            node_id: ["taskgroup", _task_group(child)]
+            if isinstance(child, TaskGroup)
+            else ["operator", node_id]
+            for node_id, child in group.children.items()
+        },
+        "upstream_group_ids": sorted(group.upstream_group_ids),
+        "downstream_group_ids": sorted(group.downstream_group_ids),
+        "upstream_task_ids": sorted(group.upstream_task_ids),
+        "downstream_task_ids": sorted(group.downstream_task_ids),
     }
 
 

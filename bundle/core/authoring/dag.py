@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from ..errors import RegistrationError
 from ..options import DAG_OPTIONS, TASK_OPTIONS, normalise_options
 from . import binding
+from .group import TaskGroup
 from .ids import task_id_of, validate_id
 from .task import Task
 
@@ -36,7 +37,10 @@ class Dag:
         options = dict(options)
         raw_params = options.pop("params", None)
         self.options = normalise_options("dag", dag_id, options, DAG_OPTIONS)
-        self.tasks: dict[str, Task] = {}
+        self.tasks: dict[str, Task] = {}  # by full task id (prefixed by its task groups)
+        self.root_group = TaskGroup(self, None, None)
+        self.group_stack: list[TaskGroup] = []  # the groups whose ``with`` block is open, innermost last
+        self.group_ids: set[str] = set()  # Airflow's used_group_ids, less the task ids
         self.params: dict[str, Param] = {}
         if raw_params:
             from .params import normalise_params  # only DAGs with params load them
@@ -57,6 +61,27 @@ class Dag:
         if exc_type is None:
             self.check_complete()
 
+    def task_group(self, group_id: str, **options: Any) -> TaskGroup:
+        """A task group (Airflow's ``TaskGroup``): ``with dag.task_group("extract_all", tooltip=...,
+        prefix_group_id=True, default_args={...}, ui_color=..., ui_fgcolor=...,
+        group_display_name=...):``. Created inside another group's block, it is nested in it."""
+        from .group import validate_group_id
+
+        parent = self.current_group
+        group = TaskGroup(self, validate_group_id(group_id, self.dag_id), parent, **options)
+        full_id = group.group_id
+        if full_id in self.group_ids or full_id in self.tasks:
+            raise RegistrationError(f"dag {self.dag_id!r}: group id {full_id!r} is already used")
+        self._check_fail_fast(group.default_args.get("trigger_rule"), f"task group {full_id!r} default_args")
+        self.group_ids.update((full_id, f"{full_id}.upstream_join_id", f"{full_id}.downstream_join_id"))
+        parent.children[full_id] = group
+        return group
+
+    @property
+    def current_group(self) -> TaskGroup:
+        """The innermost open ``with group:`` of this DAG, else its root group."""
+        return self.group_stack[-1] if self.group_stack else self.root_group
+
     @property
     def default_queue(self) -> str | None:
         return self.registry.default_queue
@@ -75,6 +100,41 @@ class Dag:
 
         return register if fn is None else register(fn)
 
+    def branch(
+        self, fn: Callable[..., Any] | None = None, /, *, task_id: str | None = None, **options: Any
+    ) -> Any:
+        """Register a branch task (Airflow's ``@task.branch``): it returns the task id(s) to follow
+        (or ``None``) and the direct downstream tasks not followed are skipped
+        (``bundle.core.authoring.branching``). Takes ``@dag.task``'s arguments."""
+        from .branching import BRANCH, SkipRule
+
+        return self._skipping(fn, task_id, options, SkipRule(BRANCH))
+
+    def short_circuit(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        task_id: str | None = None,
+        ignore_downstream_trigger_rules: bool = True,
+        **options: Any,
+    ) -> Any:
+        """Register a short-circuit task (Airflow's ``@task.short_circuit``): a falsy return value
+        skips every downstream task, or only the direct ones with
+        ``ignore_downstream_trigger_rules=False``. Takes ``@dag.task``'s arguments."""
+        from .branching import SHORT_CIRCUIT, SkipRule
+
+        rule = SkipRule(SHORT_CIRCUIT, ignore_downstream_trigger_rules=ignore_downstream_trigger_rules)
+        return self._skipping(fn, task_id, options, rule)
+
+    def _skipping(self, fn: Any, task_id: str | None, options: dict[str, Any], rule: Any) -> Any:
+        def register(function: Callable[..., Any]) -> Task:
+            task = self.task(function, task_id=task_id, **options)
+            task.skip_rule = rule
+            return task
+
+        return register if fn is None else register(fn)
+
     def add_task(self, fn: Callable[..., Any], **options: Any) -> Task:
         """Go's ``Dag.AddTask``: the task id is the function's name."""
         return self.add_task_with_name(_function_name(fn), fn, **options)
@@ -82,16 +142,26 @@ class Dag:
     def add_task_with_name(self, task_id: str, fn: Callable[..., Any], **options: Any) -> Task:
         """Go's ``Dag.AddTaskWithName``: for ids a Python ``@task.stub`` declares."""
         validate_id("task", task_id)
+        group = self.current_group
+        label, task_id = task_id, group.child_id(task_id)  # inside a group: Airflow's prefixed id
+        if task_id != label:
+            validate_id("task", task_id)
         if isinstance(fn, Task):
             fn = fn.fn
         if not callable(fn) or isinstance(fn, type):
             raise RegistrationError(f"task {task_id!r} in dag {self.dag_id!r}: {fn!r} is not a function")
-        if task_id in self.tasks:
-            raise RegistrationError(f"task {task_id!r} is already registered in dag {self.dag_id!r}")
+        if task_id in self.tasks or task_id in self.group_ids:
+            named = f"task {task_id!r}"
+            if task_id != label:  # name the id the author wrote and the one Airflow sees
+                named = f"task {label!r} of task group {group.group_id!r} (id {task_id!r})"
+            what = "registered" if task_id in self.tasks else "used by a task group"
+            raise RegistrationError(f"{named} is already {what} in dag {self.dag_id!r}")
         normalised = normalise_options("task", f"{self.dag_id}.{task_id}", options, TASK_OPTIONS)
-        self._check_fail_fast(normalised.get("trigger_rule"), f"task {task_id!r}")
-        task = Task(self, task_id, fn, normalised)
+        trigger_rule = normalised.get("trigger_rule", group.default_args.get("trigger_rule"))
+        self._check_fail_fast(trigger_rule, f"task {task_id!r}")
+        task = Task(self, task_id, fn, normalised, group)
         self.tasks[task_id] = task
+        group.children[task_id] = task
         return task
 
     # -- completeness -----------------------------------------------------------------------

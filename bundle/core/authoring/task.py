@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from ..injection import InjectionPlan, plan_injection
 from . import binding
@@ -12,7 +12,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
     from typing import Any
 
+    from .branching import SkipRule
     from .dag import Dag
+    from .group import TaskGroup
 
 DEFAULT_QUEUE = "default"
 
@@ -26,9 +28,20 @@ class Task:
     (and ``task.output["key"]``) is that reference outside a call; ``a >> b`` and ``a << b``
     declare dependencies the way Airflow users write them."""
 
-    def __init__(self, dag: Dag, task_id: str, fn: Callable[..., Any], options: dict[str, Any]):
+    # ``@dag.branch`` / ``@dag.short_circuit`` set it (``authoring.branching``); None: a plain task.
+    skip_rule: SkipRule | None = None
+
+    def __init__(
+        self,
+        dag: Dag,
+        task_id: str,
+        fn: Callable[..., Any],
+        options: dict[str, Any],
+        group: TaskGroup | None = None,
+    ):
         self.dag = dag
-        self.task_id = task_id
+        self.task_id = task_id  # the full id: prefixed by its task groups as Airflow prefixes it
+        self.group = group  # None: the DAG's root group
         self.fn = fn
         self.options = options
         self.plan: InjectionPlan = plan_injection(fn, f"task {task_id!r} in dag {dag.dag_id!r}")
@@ -59,19 +72,37 @@ class Task:
 
     @property
     def effective_options(self) -> dict[str, Any]:
-        """Task options over the DAG's ``default_args``, with the bundle's default queue."""
-        merged = {**self.dag.options.get("default_args", {}), **self.options}
+        """Task options over its task group's ``default_args`` over the DAG's, with the bundle's
+        default queue (Airflow's ``get_merged_defaults``)."""
+        group_args = self.group.default_args if self.group is not None else {}
+        merged = {**self.dag.options.get("default_args", {}), **group_args, **self.options}
         merged.setdefault("queue", self.dag.default_queue or DEFAULT_QUEUE)
         return merged
 
     # -- dependencies -----------------------------------------------------------------------
     def set_downstream(self, other: Any) -> None:
-        for task in _tasks(other):
-            self.dag._add_edge(self, task)
+        self._set_relatives(other, upstream=False)
 
     def set_upstream(self, other: Any) -> None:
-        for task in _tasks(other):
-            self.dag._add_edge(task, self)
+        self._set_relatives(other, upstream=True)
+
+    def _set_relatives(self, other: Any, upstream: bool) -> None:
+        """Airflow's ``DAGNode._set_relatives``: a task group on the other side records this task
+        (``update_relative``) and is linked through its leaves (upstream) or roots (downstream)."""
+        from .group import TaskGroup, nodes
+
+        for node in nodes(other):
+            if isinstance(node, TaskGroup):
+                node._require_tasks()
+                node.update_relative(self, not upstream)
+                relatives = node.leaves if upstream else node.roots
+            else:
+                relatives = [node]
+            for task in relatives:
+                if upstream:
+                    self.dag._add_edge(task, self)
+                else:
+                    self.dag._add_edge(self, task)
 
     def __rshift__(self, other: Any) -> Any:
         self.set_downstream(other)
@@ -88,16 +119,3 @@ class Task:
     def __rlshift__(self, other: Any) -> Task:  # [a, b] << self
         self.set_downstream(other)
         return self
-
-
-def _tasks(value: Any) -> list[Task]:
-    """Tasks, or references to their outputs (``extract() >> load()`` inside ``with dag:``)."""
-    items: Iterable[Any] = [value] if isinstance(value, (Task, binding.XComArg)) else value
-    try:
-        tasks = [item.task if isinstance(item, binding.XComArg) else item for item in items]
-    except TypeError:
-        raise TypeError(f"dependencies need a Task or a list of Tasks, got {type(value).__name__}") from None
-    for task in tasks:
-        if not isinstance(task, Task):
-            raise TypeError(f"dependencies need a Task or a list of Tasks, got {type(task).__name__}")
-    return tasks
