@@ -65,6 +65,20 @@ def embedded_zip(region: bytes) -> zipfile.ZipFile:
 # The example's one dependency (examples/bundle/requirements.lock), vendored for this interpreter.
 TABULATE_SHA256 = "024ca478df22e9340661486f85298cff5f6dcdba14f3813e8830015b9ed1948f"
 PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
+# The same in both manifest formats: pybundle_vendored's values are always quoted.
+VENDORED = textwrap.dedent(f"""\
+        pybundle_vendored:
+          implementation: "cp"
+          python: "{PYTHON}"
+          platform: "any"
+          wheels:
+            - name: "tabulate"
+              version: "0.9.0"
+              wheel: "tabulate-0.9.0-py3-none-any.whl"
+              sha256: "{TABULATE_SHA256}"
+              modules:
+                - "tabulate"
+        """)
 
 
 # -- the two formats ----------------------------------------------------------------------------
@@ -77,7 +91,9 @@ def test_zip_bundle_layout_and_manifest(packed):
     assert (archive.getinfo("example_dags").external_attr >> 16) == stat.S_IFREG | 0o755
     assert (archive.getinfo("example_dags.py").external_attr >> 16) == stat.S_IFREG | 0o644
     assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
-    assert archive.read("airflow-metadata.yaml").decode() == textwrap.dedent(f"""\
+    assert (
+        archive.read("airflow-metadata.yaml").decode()
+        == textwrap.dedent(f"""\
         format_version: "1.0"
         sdk:
           language: python
@@ -92,18 +108,9 @@ def test_zip_bundle_layout_and_manifest(packed):
               - load
               - notify
               - audit
-        pybundle_vendored:
-          implementation: "cp"
-          python: "{PYTHON}"
-          platform: "any"
-          wheels:
-            - name: "tabulate"
-              version: "0.9.0"
-              wheel: "tabulate-0.9.0-py3-none-any.whl"
-              sha256: "{TABULATE_SHA256}"
-              modules:
-                - "tabulate"
         """)
+        + VENDORED
+    )
 
 
 def test_executable_bundle_layout_and_manifest(packed):
@@ -111,7 +118,9 @@ def test_executable_bundle_layout_and_manifest(packed):
     assert stat.S_IMODE(path.stat().st_mode) == 0o755
     bundle = parse_bundle(path.read_bytes())
     assert bundle.source == EXAMPLE.read_bytes()
-    assert bundle.metadata.decode() == textwrap.dedent(f"""\
+    assert (
+        bundle.metadata.decode()
+        == textwrap.dedent(f"""\
         airflow_bundle_metadata_version: "1.0"
         sdk:
           language: "python"
@@ -126,18 +135,9 @@ def test_executable_bundle_layout_and_manifest(packed):
               - "load"
               - "notify"
               - "audit"
-        pybundle_vendored:
-          implementation: "cp"
-          python: "{PYTHON}"
-          platform: "any"
-          wheels:
-            - name: "tabulate"
-              version: "0.9.0"
-              wheel: "tabulate-0.9.0-py3-none-any.whl"
-              sha256: "{TABULATE_SHA256}"
-              modules:
-                - "tabulate"
         """)
+        + VENDORED
+    )
     tabulate = VendoredWheel(
         "tabulate", "0.9.0", "tabulate-0.9.0-py3-none-any.whl", TABULATE_SHA256, ("tabulate",)
     )

@@ -23,6 +23,7 @@ import re
 from ..errors import RegistrationError
 from ..options import TASK_OPTIONS, normalise_options
 from . import binding
+from .relations import Relatable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
@@ -55,7 +56,7 @@ def validate_group_id(value: Any, dag_id: str) -> str:
     return value
 
 
-class TaskGroup:
+class TaskGroup(Relatable):
     """A group of tasks of one DAG; ``with group:`` makes the tasks registered inside belong to it.
 
     The root group of a DAG has ``label`` None (Airflow's ``_group_id``) and is never entered."""
@@ -194,22 +195,6 @@ class TaskGroup:
 
     def set_upstream(self, other: Any) -> None:
         self._set_relatives(nodes(other), upstream=True)
-
-    def __rshift__(self, other: Any) -> Any:
-        self.set_downstream(other)
-        return other
-
-    def __lshift__(self, other: Any) -> Any:
-        self.set_upstream(other)
-        return other
-
-    def __rrshift__(self, other: Any) -> TaskGroup:  # [a, b] >> group
-        self.set_upstream(other)
-        return self
-
-    def __rlshift__(self, other: Any) -> TaskGroup:  # [a, b] << group
-        self.set_downstream(other)
-        return self
 
 
 def nodes(value: Any) -> list[Task | TaskGroup]:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from ..injection import InjectionPlan, plan_injection
 from . import binding
+from .relations import Relatable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
@@ -19,7 +20,7 @@ if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotat
 DEFAULT_QUEUE = "default"
 
 
-class Task:
+class Task(Relatable):
     """A registered task.
 
     Calling it calls the plain function, so tasks stay unit-testable, except inside its DAG's
@@ -103,19 +104,3 @@ class Task:
                     self.dag._add_edge(task, self)
                 else:
                     self.dag._add_edge(self, task)
-
-    def __rshift__(self, other: Any) -> Any:
-        self.set_downstream(other)
-        return other
-
-    def __lshift__(self, other: Any) -> Any:
-        self.set_upstream(other)
-        return other
-
-    def __rrshift__(self, other: Any) -> Task:  # [a, b] >> self
-        self.set_upstream(other)
-        return self
-
-    def __rlshift__(self, other: Any) -> Task:  # [a, b] << self
-        self.set_downstream(other)
-        return self
