@@ -71,8 +71,9 @@ def execute_task(
 
             skipped_downstream = apply_skip_rule(task, result, ti.map_index, client)
         # As in Airflow, where the skip is raised out of execute(): no return_value after a skip.
-        if result is not None and not skipped_downstream and task.effective_options.get("do_xcom_push", True):
-            _push_result(task, client, result)
+        options = task.effective_options
+        if result is not None and not skipped_downstream and options.get("do_xcom_push", True):
+            _push_result(client, result, multiple_outputs=options.get("multiple_outputs", False))
     except SkipTask as exc:
         log().info("Task skipped: %s", exc or "SkipTask raised")
         return TaskOutcome(SKIPPED, error=exc, reason=str(exc) or None)
@@ -151,8 +152,8 @@ def task_logger(task: Task) -> logging.Logger:
     return logging.getLogger(getattr(task.fn, "__module__", None) or "task")
 
 
-def _push_result(task: Task, client: Client, result: Any) -> None:
-    if task.effective_options.get("multiple_outputs"):
+def _push_result(client: Client, result: Any, *, multiple_outputs: bool) -> None:
+    if multiple_outputs:
         if not isinstance(result, Mapping) or not all(isinstance(k, str) for k in result):
             raise TypeError(f"multiple_outputs=True needs a dict with str keys, got {type(result).__name__}")
         for key, value in result.items():

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -71,10 +72,14 @@ class ServiceSet:
     # Every pid ever seen in our trees (with its create time, so a recycled pid is not "ours").
     _seen: dict[int, float] = field(default_factory=dict)
 
-    def start(self, name: str, argv: Sequence[str]) -> Service:
+    def _spawn(
+        self, name: str, argv: Sequence[str], *, mode: str, **extra: Any
+    ) -> tuple[subprocess.Popen[bytes], Path]:
+        """Start ``argv`` in a session of its own (so its whole group can be killed), output to
+        ``<log_dir>/<name>.log``."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
-        with open(log_path, "ab") as log_file:
+        with open(log_path, mode) as log_file:
             popen = subprocess.Popen(
                 list(argv),
                 stdin=subprocess.DEVNULL,
@@ -83,8 +88,12 @@ class ServiceSet:
                 env=dict(self.env),
                 cwd=self.cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                **extra,
             )
+        return popen, log_path
+
+    def start(self, name: str, argv: Sequence[str]) -> Service:
+        popen, log_path = self._spawn(name, argv, mode="ab", preexec_fn=_die_with_parent)
         service = Service(name, list(argv), log_path, popen)
         self.services.append(service)
         self.remember()
@@ -99,23 +108,7 @@ class ServiceSet:
 
         Each gets its own session too, so a timeout kills its whole group; any failure raises.
         """
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        started: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
-        for name, argv in commands.items():
-            log_path = self.log_dir / f"{name}.log"
-            with open(log_path, "wb") as log_file:
-                started[name] = (
-                    subprocess.Popen(
-                        list(argv),
-                        stdin=subprocess.DEVNULL,
-                        stdout=log_file,
-                        stderr=subprocess.STDOUT,
-                        env=dict(self.env),
-                        cwd=self.cwd,
-                        start_new_session=True,
-                    ),
-                    log_path,
-                )
+        started = {name: self._spawn(name, argv, mode="wb") for name, argv in commands.items()}
         deadline = time.monotonic() + timeout
         outputs: dict[str, str] = {}
         errors: list[str] = []
