@@ -33,8 +33,13 @@ class _ExecutionApiStub(BaseHTTPRequestHandler):
     """Answers the calls a no-op task makes; anything else is a 404 the figure reports."""
 
     unexpected: list[str] = []
+    connections = 0  # accepted: the plugin's keep-alive reuse shows as 1 for the whole figure
     disable_nagle_algorithm = True  # as uvicorn does: headers and body go out as two writes
     protocol_version = "HTTP/1.1"  # keep-alive, as the real server offers
+
+    def setup(self) -> None:
+        super().setup()
+        type(self).connections += 1
 
     def _answer(self, status: int, body: object = None) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -65,8 +70,9 @@ class _ExecutionApiStub(BaseHTTPRequestHandler):
         pass
 
 
-def execute_overhead(calls: int) -> tuple[float, float, list[str]]:
-    """Median seconds of an ``Execute`` (no-op task) and of a ``Health/Check``, alternated."""
+def execute_overhead(calls: int) -> tuple[float, float, list[str], int]:
+    """Median seconds of an ``Execute`` (no-op task) and of a ``Health/Check``, alternated; the
+    unexpected requests; the connections the plugin opened to the Execution API."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -75,6 +81,7 @@ def execute_overhead(calls: int) -> tuple[float, float, list[str]]:
     http = ThreadingHTTPServer(("127.0.0.1", 0), _ExecutionApiStub)
     threading.Thread(target=http.serve_forever, daemon=True).start()
     _ExecutionApiStub.unexpected = []
+    _ExecutionApiStub.connections = 0
     with tempfile.TemporaryDirectory(prefix="bench-execute-") as scratch:
         env = subject_env(
             {
@@ -138,7 +145,12 @@ def execute_overhead(calls: int) -> tuple[float, float, list[str]]:
             proc.stdout.close()
             http.shutdown()
             http.server_close()
-    return statistics.median(executes), statistics.median(checks), list(_ExecutionApiStub.unexpected)
+    return (
+        statistics.median(executes),
+        statistics.median(checks),
+        list(_ExecutionApiStub.unexpected),
+        _ExecutionApiStub.connections,
+    )
 
 
 if __name__ == "__main__":  # a quick look: python -m bench.plugin_execute

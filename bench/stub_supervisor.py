@@ -12,6 +12,7 @@ import struct
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -111,7 +112,13 @@ class StubSupervisor:
     frame arrived; ``requests`` counts every request (``request_types`` by type); ``terminal`` is
     the terminal body, if any; ``startup_sent_at``/``terminal_at`` bound the task as the stub sees it."""
 
-    def __init__(self, first_frame: dict[str, Any] | None = None):
+    def __init__(
+        self, first_frame: dict[str, Any] | None = None, answer: Callable[[dict[str, Any]], Any] | None = None
+    ):
+        # ``answer(body)``: a reply body for the requests a figure needs answered its own way
+        # (figure 10: XCom counts and sequence items), ``NotImplemented`` for the usual answers.
+        self.answer = answer
+        self.arrivals: list[tuple[str, float]] = []  # (request type, monotonic arrival), in order
         self.comm = socket.create_server(("127.0.0.1", 0))
         self.logs = socket.create_server(("127.0.0.1", 0))
         self.first_frame = first_frame or startup_details()
@@ -171,13 +178,17 @@ class StubSupervisor:
                 self.requests += 1
                 kind = body.get("type")
                 self.request_types[kind] = self.request_types.get(kind, 0) + 1
+                self.arrivals.append((kind, arrived))
                 if kind == "GetXCom":
                     self.get_xcom_times.append(arrived)
                 if kind in ROUND_TRIP_TYPES and body.get("key") == ROUND_TRIP_KEY:
                     self.round_trip_times.append(arrived)
                 if kind in ("SucceedTask", "TaskState", "RetryTask", "DagFileParsingResult") and self.pid:
                     self.peak_rss_kib = peak_rss_kib(self.pid)
-                if kind == "GetVariable":
+                reply = self.answer(body) if self.answer is not None else NotImplemented
+                if reply is not NotImplemented:
+                    conn.sendall(frame(request_id, reply))
+                elif kind == "GetVariable":
                     conn.sendall(
                         frame(request_id, {"key": body["key"], "value": "v", "type": "VariableResult"})
                     )

@@ -47,11 +47,29 @@ def __getattr__(name: str) -> object:
         from .core.authoring import params
 
         return getattr(params, name)
+    # ``Asset`` and its expressions likewise, for DAGs and tasks that use assets.
+    if name in ("Asset", "AssetAll", "AssetAny"):
+        from .core.authoring import assets
+
+        return getattr(assets, name)
+    if name == "AssetEvent":
+        from .core import asset_events
+
+        return asset_events.AssetEvent
+    # ``PokeReturnValue`` / ``SensorTimeout`` likewise, for bundles with sensors.
+    if name in ("PokeReturnValue", "SensorTimeout"):
+        from .core.authoring import sensors
+
+        return getattr(sensors, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "AirflowApiError",
+    "Asset",
+    "AssetAll",
+    "AssetAny",
+    "AssetEvent",
     "Bundle",
     "BundleInfo",
     "BundleProvider",
@@ -67,9 +85,11 @@ __all__ = [
     "NotFound",
     "Param",
     "ParamValidationError",
+    "PokeReturnValue",
     "RegistrationError",
     "Registry",
     "RequestNotAllowed",
+    "SensorTimeout",
     "SkipTask",
     "Task",
     "TaskCancelled",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -24,7 +24,7 @@ from typing import Any
 from .core.client import MessageClient
 from .core.context import Context, DagRunInfo, TaskInstanceInfo
 from .core.errors import AirflowApiError
-from .core.execution import TaskOutcome, execute_task
+from .core.execution import TaskOutcome, execute_task, run_finalizers
 from .core.masking import masker
 from .core.messages import TASK_ACCESS, validate_request
 from .core.provider import BundleProvider, registry_of
@@ -49,12 +49,13 @@ class _MemoryAirflow:
         self.requests: list[dict[str, Any]] = []
         self.masked: list[Any] = []
         self.skipped_downstream: list[Any] = []
+        self.asset_events: list[dict[str, Any]] = []
 
-    def seed_xcoms(self, dag_id: str, run_id: str) -> None:
+    def seed_xcoms(self, dag_id: str, run_id: str, task_ids: Collection[str] = ()) -> None:
         for key, value in self._initial_xcoms.items():
             if isinstance(key, str):  # "task_id" or "task_id.key" shorthand for the current run
-                task_id, _, xcom_key = key.partition(".")
-                locator = (dag_id, run_id, task_id, xcom_key or "return_value", -1)
+                task_id, xcom_key = _task_and_key(key, task_ids)
+                locator = (dag_id, run_id, task_id, xcom_key, -1)
             else:
                 locator = tuple(key) + (-1,) * (5 - len(key))  # type: ignore[assignment]
             self.xcoms[locator] = value  # type: ignore[index]
@@ -94,10 +95,36 @@ class _MemoryAirflow:
         if kind == "MaskSecret":
             self.masked.append(body["value"])
             return None
+        if kind == "SetRenderedMapIndex":  # a map_index_template's label (PATCH /rendered-map-index)
+            return None
         if kind == "SkipDownstreamTasks":  # the Execution API answers it with no body
             self.skipped_downstream.extend(body["tasks"])
             return None
+        if kind == "ValidateInletsAndOutlets":  # every asset is active here
+            return {"inactive_assets": [], "type": "InactiveAssetsResult"}
+        if kind == "GetAssetEventByAsset":
+            return self._asset_events(body)
         raise AirflowApiError(kind, "API_SERVER_ERROR", {"status_code": 400, "message": "Unhandled request"})
+
+    def _asset_events(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``FakeClient(asset_events=...)`` of the asset, by timestamp (newest first when
+        ``ascending`` is false), ``after`` / ``before`` / ``limit`` applied."""
+
+        def moment(value: Any) -> datetime:
+            return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+        found = [
+            event
+            for event in self.asset_events
+            if (body["name"] is None or event["asset"]["name"] == body["name"])
+            and (body["uri"] is None or event["asset"]["uri"] == body["uri"])
+            and (body.get("after") is None or moment(event["timestamp"]) >= body["after"])
+            and (body.get("before") is None or moment(event["timestamp"]) <= body["before"])
+        ]
+        found.sort(key=lambda event: moment(event["timestamp"]), reverse=not body.get("ascending", True))
+        if body.get("limit") is not None:
+            found = found[: body["limit"]]
+        return {"asset_events": found, "type": "AssetEventsResult"}
 
     def _xcom(self, kind: str, body: dict[str, Any]) -> dict[str, Any] | None:
         base = (body["dag_id"], body["run_id"], body["task_id"], body["key"])
@@ -132,29 +159,47 @@ def _error(error: str, detail: dict[str, Any]) -> dict[str, Any]:
     return {"error": error, "detail": detail, "type": "ErrorResponse"}
 
 
+def _task_and_key(shorthand: str, task_ids: Collection[str]) -> tuple[str, str]:
+    """``"extract"`` / ``"extract.rows"``; a task id of the DAG wins over the split at its first dot,
+    so a task in a group (``"transform.filter_rows"``, ``"transform.filter_rows.rows"``) is found."""
+    for task_id in sorted(task_ids, key=len, reverse=True):
+        if shorthand == task_id:
+            return task_id, "return_value"
+        if shorthand.startswith(task_id + "."):
+            return task_id, shorthand[len(task_id) + 1 :]
+    task_id, _, key = shorthand.partition(".")
+    return task_id, key or "return_value"
+
+
 class FakeClient(MessageClient):
     """A ``Client`` backed by memory.
 
     ``variables``: ``{key: str}``; ``connections``: ``{conn_id: {conn_type, host, login, ...}}``;
-    ``xcoms``: ``{"task_id": value}`` or ``{"task_id.key": value}`` for the run under test, or
+    ``xcoms``: ``{"task_id": value}`` or ``{"task_id.key": value}`` for the run under test (a task
+    id in a task group, ``"group.task"``, is read as that task), or
     ``{(dag_id, run_id, task_id, key[, map_index]): value}``. After a run, ``pushed`` holds the XComs
     the task pushed (``{key: value}``), ``variables`` the variables, ``masked`` what was masked,
     ``skipped_downstream`` what a branch or short-circuit task skipped (``SkipDownstreamTasks``'s
     items: ``[task_id, map_index]`` for a branch, task ids for a short-circuit, as Airflow sends them)
-    and ``requests`` every request body in order."""
+    and ``requests`` every request body in order. ``asset_events``: Airflow's ``AssetEventResponse``
+    dicts (``{"id", "timestamp", "extra", "asset": {"name", "uri", "group", "extra"}, ...}``) that
+    ``GetAssetEventByAsset`` (``ctx.inlet_events[asset]``) answers from."""
 
     def __init__(
         self,
         variables: Mapping[str, str | None] | None = None,
         connections: Mapping[str, Mapping[str, Any]] | None = None,
         xcoms: Mapping[Any, Any] | None = None,
+        asset_events: Sequence[Mapping[str, Any]] = (),
     ):
         self._memory = _MemoryAirflow(variables or {}, connections or {}, xcoms or {})
+        self._memory.asset_events = [dict(event) for event in asset_events]
         super().__init__(self._memory, None)
 
-    def bind(self, ti: TaskInstanceInfo) -> FakeClient:
+    def bind(self, ti: TaskInstanceInfo, task_ids: Collection[str] = ()) -> FakeClient:
+        """The client of one run of a task; ``task_ids``: the DAG's, to read the XCom shorthand."""
         self._ti = ti
-        self._memory.seed_xcoms(ti.dag_id, ti.run_id)
+        self._memory.seed_xcoms(ti.dag_id, ti.run_id, task_ids)
         return self
 
     @property
@@ -191,6 +236,13 @@ class TaskRunResult:
     xcoms: dict[str, Any]
     logs: list[logging.LogRecord] = field(repr=False)
     client: FakeClient = field(repr=False)
+    # What SucceedTask would carry (bundle.core.asset_events): the task's outlets as AssetProfiles
+    # and one {"dest_asset_key", "extra"} per asset it touched through ctx.outlet_events
+    task_outlets: list[dict[str, Any]] = field(default_factory=list)
+    outlet_events: list[dict[str, Any]] = field(default_factory=list)
+    # The rendered map_index_template the terminal message repeats (bundle.core.mapped); each
+    # SetRenderedMapIndex sent is in client.requests.
+    rendered_map_index: str | None = None
 
     @property
     def skipped_downstream(self) -> list[Any]:
@@ -238,6 +290,7 @@ def run_task(
     conf: Mapping[str, Any] | None = None,
     xcom_keys_to_clear: Sequence[str] = (),
     arguments: Mapping[str, Any] | None = None,
+    triggering_asset_events: Sequence[Mapping[str, Any]] = (),
 ) -> TaskRunResult:
     """Run one task like a worker would and return its terminal state, XComs and log records.
 
@@ -251,7 +304,10 @@ def run_task(
     Bound arguments (``load(rows=extract.output["rows"])``) are read from ``client``'s XComs, one
     ``GetXCom`` each, as on a worker; ``arguments={"rows": 4}`` gives values directly instead
     (type-checked like XCom values). ``conf`` meets the DAG's params as a triggered run's does
-    (``result.error`` is the ``ParamValidationError`` of an invalid one)."""
+    (``result.error`` is the ``ParamValidationError`` of an invalid one). ``triggering_asset_events``
+    are the run's ``consumed_asset_events`` (Airflow's ``AssetEventDagRunReference`` dicts), what
+    ``ctx.triggering_asset_events`` reads; ``result.task_outlets`` / ``result.outlet_events`` what
+    the success would report."""
     client = client or FakeClient()
     logical_date = logical_date or datetime(2026, 1, 1, tzinfo=timezone.utc)
     ti = TaskInstanceInfo(
@@ -273,22 +329,26 @@ def run_task(
         start_date=logical_date,
         run_type="manual",
         conf=dict(conf or {}),
+        consumed_asset_events=list(triggering_asset_events),
     )
     context = Context(ti=ti, dag_run=dag_run, should_retry=try_number <= max_tries)
-    client.bind(ti)
+    dag = registry_of(bundle).dags.get(dag_id)
+    client.bind(ti, dag.tasks if dag is not None else ())
     capture = _Capture()
     root = logging.getLogger()
     previous_level = root.level
     root.addHandler(capture)
     root.setLevel(logging.DEBUG)
     try:
+        registry = registry_of(bundle)
         outcome: TaskOutcome = execute_task(
-            registry_of(bundle),
+            registry,
             context,
             client,
             xcom_keys_to_clear=xcom_keys_to_clear,
             arguments=arguments,
         )
+        run_finalizers(registry, context, client, outcome)  # on_*_callback, as after a terminal message
     finally:
         root.removeHandler(capture)
         root.setLevel(previous_level)
@@ -300,4 +360,6 @@ def run_task(
         xcoms=client.pushed,
         logs=capture.records,
         client=client,
+        **(outcome.assets or {}),
+        rendered_map_index=getattr(context.map_label, "text", None),
     )

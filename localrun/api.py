@@ -30,6 +30,7 @@ from urllib.parse import unquote
 from .inputs import EnvSecrets
 from .store import Store, iso, parse_iso, utcnow
 
+_DEFER_FIELDS = ("classpath", "trigger_kwargs", "trigger_timeout", "next_method", "next_kwargs")
 RUNNABLE_FROM = (None, "queued", "scheduled", "restarting", "up_for_retry", "up_for_reschedule", "deferred")
 TERMINAL = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 SKIP_PROTECTED = frozenset({"running", "success", "failed"})  # what skip-downstream leaves alone
@@ -92,6 +93,10 @@ class ExecutionAPI:
         self.problems: list[str] = []
         """Requests answered 404 for want of a route, or 422 for an invalid body (shown in the report)."""
         self.requests = 0
+        self.deferrals: dict[str, dict[str, Any]] = {}
+        """ti id -> the DeferTask fields of a task instance that deferred (its trigger, next_method...)."""
+        self.resumes: dict[str, dict[str, Any]] = {}
+        """ti id -> ``next_method`` / ``next_kwargs`` for its next ``/run`` (set by the runner)."""
         self._routes = self._build_routes()
 
     # -- entry point ----------------------------------------------------------------------------------
@@ -177,7 +182,7 @@ class ExecutionAPI:
             ("GET", "/assets/by-name", self._asset_not_found),
             ("GET", "/assets/by-uri", self._asset_not_found),
             ("GET", "/assets/by-alias", lambda **_: ApiResponse(200, [])),
-            ("GET", "/asset-events/by-asset", lambda **_: ApiResponse(200, {"asset_events": []})),
+            ("GET", "/asset-events/by-asset", self._asset_events_by_asset),
             ("GET", "/asset-events/by-asset-alias", lambda **_: ApiResponse(200, {"asset_events": []})),
             ("DELETE", "/store/ti/" + seg.format("ti_id"), self._task_store_clear),
             ("GET", "/store/ti/" + seg.format("ti_id") + "/(?P<key>.+)", self._task_store_get),
@@ -218,8 +223,10 @@ class ExecutionAPI:
             start_date=iso(start),
             last_heartbeat=iso(utcnow()),
         )
-        # A new try starts without the XComs an earlier try of the same task instance pushed.
-        self.store.clear_xcoms(ti["dag_id"], ti["run_id"], ti["task_id"], ti["map_index"])
+        # A new try starts without the XComs an earlier try of the same task instance pushed; a
+        # resume after a deferral keeps them (core sends xcom_keys_to_clear only without next_method).
+        if ti_id not in self.resumes:
+            self.store.clear_xcoms(ti["dag_id"], ti["run_id"], ti["task_id"], ti["map_index"])
         run = self.store.get_dag_run(ti["dag_id"], ti["run_id"])
         if run is None:
             raise HTTPError(404, "not_found", f"Dag run {ti['run_id']!r} of {ti['dag_id']!r} not found")
@@ -228,13 +235,14 @@ class ExecutionAPI:
             run = self.store.get_dag_run(ti["dag_id"], ti["run_id"]) or run
         context = {
             "dag_run": _dag_run_body(run),
-            "task_reschedule_count": 0,
+            "task_reschedule_count": len(self.store.reschedules(ti_id)),
             "max_tries": ti["max_tries"],
             "variables": [],
             "connections": [],
             "next_method": None,
             "next_kwargs": None,
             "xcom_keys_to_clear": [],
+            **self.resumes.pop(ti_id, {}),  # a resume after a deferral: next_method, next_kwargs
             "should_retry": ti["try_number"] <= ti["max_tries"],
             "start_date": iso(start),
         }
@@ -254,6 +262,8 @@ class ExecutionAPI:
                 previous_state=ti["state"],
             )
         end = parse_iso(body.get("end_date")) or utcnow()
+        if "rendered_map_index" in body:  # as core: a terminal state's label, null included, wins
+            self.store.set_label(ti, body["rendered_map_index"])
         start = parse_iso(ti["start_date"])
         fields: dict[str, Any] = {"state": state, "end_date": iso(end)}
         if start is not None:
@@ -261,7 +271,21 @@ class ExecutionAPI:
         if state == "up_for_retry":
             fields["retry_delay_override"] = body.get("retry_delay_seconds")
             fields["note"] = body.get("retry_reason")
-        elif state in ("deferred", "up_for_reschedule", "awaiting_input"):
+        elif state == "up_for_reschedule":
+            # Core's server: a TaskReschedule row whose start is now (not the poke's start); the
+            # scheduler (here: the runner) runs the same try again at reschedule_date.
+            _require(body, "reschedule_date", "end_date")
+            self.store.add_reschedule(ti_id, iso(utcnow()), iso(end), iso(parse_iso(body["reschedule_date"])))
+            fields["note"] = f"rescheduled: pokes again at {body['reschedule_date']}"
+        elif state == "success" and body.get("task_outlets"):
+            self._register_asset_events(ti, body["task_outlets"], body.get("outlet_events") or [])
+        elif state == "deferred":
+            # What core stores (the trigger row, next_method / next_kwargs as sent): the runner
+            # hands it to bundle-run's triggerer (localrun/triggers.py) and resumes the same try.
+            _require(body, "classpath", "next_method")
+            self.deferrals[ti_id] = {k: body.get(k) for k in _DEFER_FIELDS}
+            fields["note"] = f"deferred to {body['classpath']}"
+        elif state == "awaiting_input":
             fields["note"] = f"the task asked to be {state}, which needs Airflow's triggerer or scheduler"
         self.store.update_ti(ti_id, **fields)
         return ApiResponse(204)
@@ -316,7 +340,7 @@ class ExecutionAPI:
     def _ti_rendered_map_index(self, ti_id: str, body: Any, **_: Any) -> ApiResponse:
         if not isinstance(body, str) or not body:
             raise Invalid("rendered_map_index must be a non-empty string")
-        self._ti(ti_id)
+        self.store.set_label(self._ti(ti_id), body)
         return ApiResponse(204)
 
     def _ti_previous_successful_dag_run(self, ti_id: str, **_: Any) -> ApiResponse:
@@ -340,7 +364,10 @@ class ExecutionAPI:
         return ApiResponse(200, {"inactive_assets": []})
 
     def _ti_reschedule_start(self, ti_id: str, **_: Any) -> ApiResponse:
-        return ApiResponse(200, None)
+        """Core's ``get_start_date``: the first reschedule's start for the task instance (its
+        ``try_number`` parameter is not used by 3.3.2's server either), or null."""
+        rows = self.store.reschedules(ti_id)
+        return ApiResponse(200, rows[0]["start_date"] if rows else None)
 
     def _filtered_tis(self, query: dict[str, list[str]]) -> list[dict[str, Any]]:
         dag_id = _one(query, "dag_id")
@@ -501,6 +528,15 @@ class ExecutionAPI:
         **_: Any,
     ) -> ApiResponse:
         map_index = int(_one(query, "map_index") or -1)
+        mapped_length = _one(query, "mapped_length")
+        if mapped_length is not None:  # core's set_xcom: a TaskMap row, within [core] max_map_length
+            if int(mapped_length) > max_map_length():
+                raise HTTPError(
+                    400,
+                    "unmappable_return_value_length",
+                    "pushed value is too large to map as a downstream's dependency",
+                )
+            self.store.set_task_map(dag_id, run_id, task_id, map_index, int(mapped_length))
         self.store.set_xcom(dag_id, run_id, task_id, key, map_index, body)
         return ApiResponse(201, {"message": "XCom successfully set"})
 
@@ -625,6 +661,51 @@ class ExecutionAPI:
             },
         )
 
+    def _register_asset_events(self, ti: dict[str, Any], outlets: list[Any], events: list[Any]) -> None:
+        """Airflow's ``register_asset_changes_in_db``, every asset active: one event per outlet of
+        type Asset, or one per ``outlet_events`` entry for it (extra, partition key); entries for
+        assets that are not outlets are dropped, as the API server drops them."""
+        for outlet in outlets:
+            if outlet.get("type") != "Asset" or not outlet.get("name") or not outlet.get("uri"):
+                continue
+            key = {"name": outlet["name"], "uri": outlet["uri"]}
+            mine = [e for e in events if e.get("dest_asset_key") == key and "source_alias_name" not in e]
+            for event in mine or [{"extra": {}}]:
+                self.store.add_asset_event(
+                    ti, key["name"], key["uri"], event.get("extra"), event.get("partition_key")
+                )
+
+    def _asset_events_by_asset(self, query: dict[str, list[str]], **_: Any) -> ApiResponse:
+        """The events bundle-run's own tasks emitted (this run and, with ``--state``, earlier ones)."""
+        rows = self.store.asset_events(name=_one(query, "name"), uri=_one(query, "uri"))
+        after, before = parse_iso(_one(query, "after")), parse_iso(_one(query, "before"))
+        rows = [
+            r
+            for r in rows
+            if (after is None or parse_iso(r["timestamp"]) >= after)
+            and (before is None or parse_iso(r["timestamp"]) <= before)
+        ]
+        if (_one(query, "ascending") or "true").lower() == "false":
+            rows.reverse()
+        if _one(query, "limit"):
+            rows = rows[: int(_one(query, "limit") or 0)]
+        events = [
+            {
+                "id": r["id"],
+                "timestamp": r["timestamp"],
+                "extra": r["extra"],
+                "asset": {"name": r["name"], "uri": r["uri"], "group": "asset", "extra": {}},
+                "created_dagruns": [],
+                "source_task_id": r["source_task_id"],
+                "source_dag_id": r["source_dag_id"],
+                "source_run_id": r["source_run_id"],
+                "source_map_index": r["source_map_index"],
+                "partition_key": r["partition_key"],
+            }
+            for r in rows
+        ]
+        return ApiResponse(200, {"asset_events": events})
+
     def _asset_not_found(self, query: dict[str, list[str]], **_: Any) -> ApiResponse:
         what = _one(query, "name") or _one(query, "uri")
         raise HTTPError(404, "not_found", f"Asset {what!r} not found (bundle-run does not model assets)")
@@ -687,6 +768,16 @@ class ExecutionAPI:
         kind, ident = self._asset_ident(by, query)
         self.store.delete_asset_store(kind, ident)
         return ApiResponse(204)
+
+
+def max_map_length() -> int:
+    """``[core] max_map_length`` as the API server reads it (1024 by default)."""
+    import os
+
+    try:
+        return int(os.environ.get("AIRFLOW__CORE__MAX_MAP_LENGTH") or 1024)
+    except ValueError:
+        return 1024
 
 
 def _dag_run_body(run: dict[str, Any]) -> dict[str, Any]:

@@ -125,7 +125,7 @@ def run(options: Options, *, out: TextIO | None = None, err: TextIO | None = Non
             workers.append(WorkerProcess(api, config, env, workdir))
             return workers[-1]
 
-        dag = _start_and_parse(new_worker(), target, dag_id, spec[dag_id], progress, err)
+        dag = _start_and_parse(new_worker(), target, dag_id, spec[dag_id], progress, err, options.conf)
         runner = DagRunner(
             dag,
             dag.with_upstream(options.task_ids) if options.task_ids else dag.topological_order(),
@@ -139,9 +139,11 @@ def run(options: Options, *, out: TextIO | None = None, err: TextIO | None = Non
                 conf=options.conf,
                 run_id=options.run_id,
                 log_folder=Path(config["log_folder"]),
+                trigger_env=env,
             ),
             new_dag_version_id(dag_id, target.fileloc),
         )
+        runner.api = api  # deferrals: the runner hands the recorded triggers to its triggerer
         result = runner.execute()
         return _write_outputs(result, store, api, target, options, out)
     except KeyboardInterrupt:
@@ -164,13 +166,14 @@ def _start_and_parse(
     spec_tasks: list[str],
     progress: ProgressView,
     err: TextIO,
+    conf: dict[str, Any] | None = None,
 ) -> DagSpec:
     """Start the first worker and read the DAG's shape; map worker failures to their exit statuses."""
     try:
         progress.status("starting Airflow's task supervisor (importing apache-airflow-task-sdk)")
         worker.start(WORKER_START_TIMEOUT, on_tick=progress.tick)
         progress.status("parsing the bundle's DAGs over the coordinator protocol")
-        dag = _parse(worker, target, dag_id, spec_tasks, progress, err)
+        dag = _parse(worker, target, dag_id, spec_tasks, progress, err, conf)
         progress.status(None)
         return dag
     except WorkerLost as exc:
@@ -224,6 +227,7 @@ def _parse(
     spec_tasks: list[str],
     progress: ProgressView,
     err: TextIO,
+    conf: dict[str, Any] | None = None,
 ) -> DagSpec:
     fileloc = Path(target.fileloc)
     reply = worker.call(
@@ -234,6 +238,7 @@ def _parse(
             "rel_path": fileloc.name,
             "bundle_name": LOCAL_BUNDLE_NAME,
             "timeout": PARSE_TIMEOUT,
+            "conf": conf or {},  # validated against the DAG's params by core, as a trigger is
         },
         timeout=PARSE_TIMEOUT + 30,
         on_tick=progress.tick,
@@ -255,6 +260,12 @@ def _parse(
         )
     if summary.get("load_error"):
         raise BundleError(f"Airflow cannot load the serialized DAG {dag_id!r}: {summary['load_error']}")
+    if summary.get("conf_error"):
+        # Airflow's trigger endpoint answers 400 with this message and creates no run: nor do we.
+        first, _, rest = summary["conf_error"].partition("\n")
+        raise UsageError(
+            f"--conf is not valid for the params of DAG {dag_id!r}: {first}", detail=rest.strip()
+        )
     if summary.get("schema_error"):
         err.write(
             f"warning: Airflow's schema rejects the serialized DAG {dag_id!r}: {summary['schema_error']}\n"

@@ -53,6 +53,7 @@ Exit status:
   {EXIT_OK}    every task succeeded or was skipped
   {EXIT_TASKS_FAILED}    a task failed, is upstream_failed or was removed
   {EXIT_USAGE}    bad input: option, DAG/task id, variables/connections/state file
+       or a --conf the DAG's params refuse (nothing runs, as with Airflow's trigger)
   {EXIT_MISSING_AIRFLOW}    apache-airflow-task-sdk is missing: pip install 'pybundle[airflow]'
   {EXIT_BUNDLE}    the bundle does not load, introspect or parse
   {EXIT_INTERNAL}    bundle-run itself failed (its worker process died)
@@ -145,7 +146,14 @@ def _conf(_ctx: click.Context, _param: click.Parameter, value: str | None) -> di
     help="[logging] logging_level given to the supervisor, which passes it to the bundle.",
 )
 @click.option("--run-id", metavar="RUN_ID", callback=_run_id, help="The DAG run id (default: manual__<now>).")
-@click.option("--conf", "conf", metavar="JSON", callback=_conf, help="The DAG run's conf, a JSON object.")
+@click.option(
+    "--conf",
+    "conf",
+    metavar="JSON",
+    callback=_conf,
+    help="The DAG run's conf, a JSON object: ctx.dag_run.conf, and it overrides the DAG's params in "
+    "ctx.params. Validated against the params before anything runs.",
+)
 @click.option("--no-task-logs", is_flag=True, help="Do not print the task logs after the run.")
 @click.option("--json-report", metavar="FILE", help="Also write the whole report as JSON to FILE.")
 @click.option(

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .mapping import MappingSpec, mapping_from_summary
+
 TERMINAL_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 OK_STATES = frozenset({"success", "skipped"})
 
@@ -33,6 +35,8 @@ class TaskSpec:
     max_retry_delay: float | None = None
     trigger_rule: str = "all_success"
     queue: str = "default"
+    mapping: MappingSpec | None = None
+    """A mapped task's expand input (``localrun.mapping``); None for a plain task."""
 
     def retry_wait(self, try_number: int, override: float | None = None) -> float:
         """Seconds between the end of try ``try_number`` and the next try, before scaling.
@@ -122,6 +126,7 @@ def dag_from_summary(summary: Mapping[str, Any]) -> DagSpec:
             max_retry_delay=float(max_delay) if max_delay else None,
             trigger_rule=str(item.get("trigger_rule") or "all_success"),
             queue=str(item.get("queue") or "default"),
+            mapping=mapping_from_summary(item.get("mapping")),
         )
     return DagSpec(
         dag_id=summary["dag_id"],

@@ -23,6 +23,7 @@ COLORS = {
     "upstream_failed": "31",
     "removed": "31",
     "up_for_retry": "33",
+    "up_for_reschedule": "33",
     "running": "36",
     "skipped": "35",
     "waiting": "2",
@@ -33,10 +34,19 @@ SYMBOLS = {
     "upstream_failed": "✘",
     "removed": "✘",
     "up_for_retry": "↻",
+    "up_for_reschedule": "⏲",
     "running": "▶",
     "skipped": "⤼",
     "waiting": "·",
 }
+
+LIVE_STATES = frozenset({"running", "up_for_retry", "up_for_reschedule"})  # kept on a full screen
+
+
+def poke_again(when: float) -> str:
+    """A rescheduled sensor's wait: how long, and the UTC time of its next poke."""
+    at = time.strftime("%H:%M:%S", time.gmtime(when))
+    return f"pokes again in {format_duration(max(0.0, when - time.time()))} (at {at} UTC)"
 
 
 @dataclass
@@ -51,6 +61,13 @@ class TaskRow:
     duration: float | None = None
     note: str | None = None
     retry_at: float | None = None
+    label: str | None = None
+    """A mapped task instance's rendered ``map_index_template``."""
+
+    @property
+    def title(self) -> str:
+        """The name shown: the task id (``task[i]`` for a mapped instance) and its label."""
+        return f"{self.task_id} ({self.label})" if self.label else self.task_id
 
     def elapsed(self) -> float | None:
         """Running: time since the try started; otherwise the finished try's duration."""
@@ -106,6 +123,24 @@ class _Base:
     def retry_at(self, task_id: str, when: float) -> None:
         self.rows[task_id].retry_at = when
 
+    def expanded(self, task_id: str, names: list[str]) -> None:
+        """A mapped task became its task instances: their rows replace the task's, in place."""
+        old = self.rows[task_id]
+        rows: dict[str, TaskRow] = {}
+        for key, row in self.rows.items():
+            if key == task_id:
+                rows.update((name, TaskRow(name, old.max_tries)) for name in names)
+            else:
+                rows[key] = row
+        self.rows = rows
+        self.expansion(task_id, len(names))
+
+    def label(self, name: str, text: str | None) -> None:
+        self.rows[name].label = text
+
+    def expansion(self, task_id: str, count: int) -> None:
+        pass
+
     def status(self, text: str | None) -> None:
         self.status_text = text
 
@@ -132,12 +167,17 @@ class LineProgress(_Base):
         detail = [tries]
         if row.state != "running" and row.duration is not None:
             detail.append(format_duration(row.duration))
-        line = f"{row.task_id}: {row.state} ({', '.join(detail)})"
+        line = f"{row.title}: {row.state} ({', '.join(detail)})"
         if row.state == "up_for_retry" and row.retry_at is not None:
             line += f", retrying in {format_duration(max(0.0, row.retry_at - time.time()))}"
+        elif row.state == "up_for_reschedule" and row.retry_at is not None:
+            line += f", {poke_again(row.retry_at)}"
         elif row.note and row.state in ("skipped", "upstream_failed", "failed"):
             line += f" - {row.note.splitlines()[0]}"
         self._write(line)
+
+    def expansion(self, task_id: str, count: int) -> None:
+        self._write(f"{task_id}: expanded into {count} mapped task instance{'s' if count != 1 else ''}")
 
     def _write(self, text: str) -> None:
         self.stream.write(f"[{time.monotonic() - self.started:7.1f}s] {text}\n")
@@ -164,6 +204,9 @@ class LiveProgress(_Base):
     def changed(self, row: TaskRow) -> None:
         self._draw()
 
+    def expansion(self, task_id: str, count: int) -> None:
+        self._draw()
+
     def tick(self) -> None:
         if time.monotonic() - self._last >= 0.2:
             self._draw()
@@ -175,15 +218,15 @@ class LiveProgress(_Base):
     def _lines(self) -> list[str]:
         columns, rows = shutil.get_terminal_size((100, 24))
         width = max(40, columns - 1)
-        name_width = max([len(t) for t in self.rows] + [4])
+        name_width = max([len(r.title) for r in self.rows.values()] + [4])
         lines = [f"bundle-run {self.title}  {format_duration(time.monotonic() - self.started)}"]
         shown = list(self.rows.values())
         if len(shown) + 3 > rows:
             # Cursor movement cannot reach above the screen: keep the live part, count the rest.
-            shown = [r for r in shown if r.state in ("running", "up_for_retry")]
+            shown = [r for r in shown if r.state in LIVE_STATES]
             counts: dict[str, int] = {}
             for row in self.rows.values():
-                if row.state not in ("running", "up_for_retry"):
+                if row.state not in LIVE_STATES:
                     counts[row.state] = counts.get(row.state, 0) + 1
             lines.append("  " + ", ".join(f"{n} {state}" for state, n in counts.items()))
         for row in shown:
@@ -192,9 +235,11 @@ class LiveProgress(_Base):
             extra = ""
             if row.state == "up_for_retry" and row.retry_at is not None:
                 extra = f"retry in {format_duration(max(0.0, row.retry_at - time.time()))}"
+            elif row.state == "up_for_reschedule" and row.retry_at is not None:
+                extra = poke_again(row.retry_at)
             elif row.note and row.state in ("failed", "upstream_failed", "skipped"):
                 extra = row.note.splitlines()[0]
-            text = f"  {row.task_id:<{name_width}}  {state} {tries:<9} {format_duration(row.elapsed()):>7}  {extra}"
+            text = f"  {row.title:<{name_width}}  {state} {tries:<9} {format_duration(row.elapsed()):>7}  {extra}"
             lines.append(paint(text.rstrip()[:width], row.state, self.color))
         if self.status_text:
             lines.append(f"  {self.status_text}"[:width])

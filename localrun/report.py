@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable
 from typing import Any, TextIO
 
+from .mapping import instance_name
 from .progress import format_duration, paint
 from .runner import RunResult, TryRecord
 from .store import Store
@@ -21,9 +22,9 @@ XCOM_WIDTH = 400
 def task_rows(result: RunResult, store: Store) -> list[dict[str, Any]]:
     """One row per task: final state, tries used/allowed, duration of the last try, notes."""
     rows = []
-    for task_id in result.task_ids:
-        ti = store.ti(result.dag_id, result.run_id, task_id) or {}
-        tries = [t for t in result.tries if t.task_id == task_id]
+    for task_id, ti in _instances(result, store):
+        map_index = ti.get("map_index", -1)
+        tries = [t for t in result.tries if t.task_id == task_id and t.map_index == map_index]
         notes = [
             f"try {t.try_number}: {t.state}" + (f" ({_first_line(t.note)})" if t.note else "")
             for t in tries[:-1]
@@ -33,14 +34,29 @@ def task_rows(result: RunResult, store: Store) -> list[dict[str, Any]]:
         rows.append(
             {
                 "task_id": task_id,
+                # a mapped task's instances: task[i], with the rendered map_index_template
+                "name": instance_name(task_id, map_index),
+                "map_index": map_index,
+                "rendered_map_index": store.label(result.dag_id, result.run_id, task_id, map_index),
                 "state": ti.get("state"),
-                "tries": len(tries),
+                # The try number, as Airflow shows it: a reschedule reruns the same try.
+                "tries": ti.get("try_number") or len(tries),
                 "max_tries": (ti.get("max_tries") or 0) + 1,
                 "duration": tries[-1].duration if tries else None,
                 "note": "; ".join(notes),
             }
         )
     return rows
+
+
+def _instances(result: RunResult, store: Store) -> list[tuple[str, dict[str, Any]]]:
+    """Each selected task's instances by map index (one for a task that is not mapped)."""
+    tis = sorted(store.task_instances(result.dag_id, result.run_id), key=lambda ti: ti["map_index"])
+    out: list[tuple[str, dict[str, Any]]] = []
+    for task_id in result.task_ids:
+        mine = [ti for ti in tis if ti["task_id"] == task_id]
+        out.extend((task_id, ti) for ti in mine or [{}])
+    return out
 
 
 def write_report(
@@ -60,7 +76,9 @@ def write_report(
         w(_heading("Task logs", color))
         for record in result.tries:
             w(
-                paint(f"--- {record.task_id} · try {record.try_number} · {record.state}", record.state, color)
+                paint(
+                    f"--- {_try_name(record)} · try {record.try_number} · {record.state}", record.state, color
+                )
                 + "\n"
             )
             lines = format_log(record.log)
@@ -99,7 +117,7 @@ def write_report(
     headers = ("TASK", "STATE", "TRIES", "DURATION", "NOTES")
     cells = [
         (
-            r["task_id"],
+            r["name"] + (f" ({r['rendered_map_index']})" if r["rendered_map_index"] else ""),
             str(r["state"]),
             f"{r['tries']}/{r['max_tries']}",
             format_duration(r["duration"]),
@@ -116,6 +134,13 @@ def write_report(
     for r in rows:
         counts[r["state"] or "not run"] = counts.get(r["state"] or "not run", 0) + 1
     tally = ", ".join(f"{n} {s}" for s, n in counts.items())
+    events = store.asset_events(run=(result.dag_id, result.run_id))
+    if events:
+        w("\n  Asset events:\n")
+        for event in events:
+            w(
+                f"  {event['source_task_id']} -> {_asset_label(event)} extra {_clip(json.dumps(event['extra']))}\n"
+            )
     verdict = "interrupted" if result.interrupted else result.state
     w(f"\n  DAG run {verdict}: {tally} (exit status {exit_code})\n")
 
@@ -133,15 +158,23 @@ def json_report(
         "interrupted": result.interrupted,
         "exit_code": exit_code,
         "tasks": {
-            r["task_id"]: {
+            r["name"]: {
                 **r,
-                "tries_detail": [_try_json(t) for t in result.tries if t.task_id == r["task_id"]],
+                "tries_detail": [
+                    _try_json(t)
+                    for t in result.tries
+                    if t.task_id == r["task_id"] and t.map_index == r["map_index"]
+                ],
             }
             for r in rows
         },
         "xcoms": [
             {"task_id": x["task_id"], "map_index": x["map_index"], "key": x["key"], "value": x["value"]}
             for x in store.run_xcoms(result.dag_id, result.run_id)
+        ],
+        "asset_events": [
+            {k: e[k] for k in ("source_task_id", "source_map_index", "name", "uri", "extra", "partition_key")}
+            for e in store.asset_events(run=(result.dag_id, result.run_id))
         ],
         "problems": list(problems),
     }
@@ -158,6 +191,16 @@ def _try_json(record: TryRecord) -> dict[str, Any]:
         "log": parse_log(record.log),
         "supervisor_errors": record.supervisor_errors,
     }
+
+
+def _try_name(record: TryRecord) -> str:
+    name = instance_name(record.task_id, record.map_index)
+    return f"{name} ({record.label})" if record.label else name
+
+
+def _asset_label(event: dict[str, Any]) -> str:
+    label = event["name"] if event["name"] == event["uri"] else f"{event['name']} ({event['uri']})"
+    return label + (f" [partition {event['partition_key']}]" if event["partition_key"] else "")
 
 
 def _heading(text: str, color: bool) -> str:

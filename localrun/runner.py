@@ -26,13 +26,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .dagmodel import OK_STATES, TERMINAL_STATES, DagSpec, TaskSpec
+from .mapping import expansion_length, instance_name, not_expanded_note, zero_length_note
 from .rules import RUN, decide
 from .store import Store, iso, parse_iso, utcnow
 from .tasklog import last_error
 from .workerproc import WorkerLost, WorkerProcess
 
 WAITING_STATES = frozenset({None, "scheduled", "queued"})
-UNSUPPORTED_STATES = frozenset({"deferred", "up_for_reschedule", "awaiting_input"})
+UNSUPPORTED_STATES = frozenset({"awaiting_input"})
+WAITS_FOR_TIME = frozenset({"up_for_retry", "up_for_reschedule"})  # run again at next_retry_at
 LOCAL_BUNDLE_NAME = "bundle-run"
 
 
@@ -46,6 +48,10 @@ class ProgressView(Protocol):
     ) -> None: ...
 
     def retry_at(self, task_id: str, when: float) -> None: ...
+
+    def expanded(self, task_id: str, names: list[str]) -> None: ...
+
+    def label(self, name: str, text: str | None) -> None: ...
 
     def status(self, text: str | None) -> None: ...
 
@@ -68,6 +74,9 @@ class TryRecord:
     exception: str | None = None
     ti_duration: float | None = None
     """The task instance's duration as Airflow records it (entering running to the final state)."""
+    map_index: int = -1
+    label: str | None = None
+    """A mapped task instance's rendered ``map_index_template``."""
 
 
 @dataclass
@@ -81,6 +90,8 @@ class RunSettings:
     run_id: str | None = None
     log_folder: Path | None = None
     """Where the supervisor writes task logs (``[logging] base_log_folder``): read after an interrupt."""
+    trigger_env: dict[str, str] | None = None
+    """The environment of bundle-run's trigger processes (the worker's: its private AIRFLOW_HOME)."""
 
 
 @dataclass
@@ -95,8 +106,17 @@ class RunResult:
     interrupted: bool = False
 
     def final_states(self, store: Store) -> dict[str, str | None]:
-        """Each selected task's final state (None for a task that never got decided)."""
-        return {t: (store.ti(self.dag_id, self.run_id, t) or {}).get("state") for t in self.task_ids}
+        """Each selected task instance's final state (None for one that never got decided), by
+        name: the task id, ``task[i]`` for a mapped task's instance i."""
+        states: dict[str, str | None] = {}
+        tis = sorted(store.task_instances(self.dag_id, self.run_id), key=lambda ti: ti["map_index"])
+        for task_id in self.task_ids:
+            mine = [ti for ti in tis if ti["task_id"] == task_id]
+            for ti in mine:
+                states[instance_name(task_id, ti["map_index"])] = ti["state"]
+            if not mine:
+                states[task_id] = None
+        return states
 
 
 class DagRunner:
@@ -123,8 +143,11 @@ class DagRunner:
         self.dag_version_id = dag_version_id
         self.tries: list[TryRecord] = []
         self.run_id = settings.run_id or f"manual__{iso(utcnow())}"
-        self._current: tuple[str, int, str, float] | None = None
-        """The try in progress: task id, try number, log path (relative), monotonic start."""
+        self._current: tuple[str, int, str, float, int] | None = None
+        self.api: Any = None
+        """The embedded ExecutionAPI (``app.py`` sets it): where a deferral's trigger is recorded."""
+        self._triggerer: Any = None  # localrun.triggers.Triggerer, started by the first deferral
+        """The try in progress: task id, try number, log path (relative), monotonic start, map index."""
 
     # -- the run --------------------------------------------------------------------------------------
     def create_run(self) -> None:
@@ -168,6 +191,8 @@ class DagRunner:
         except KeyboardInterrupt:
             interrupted = True
             self._interrupt()
+        if self._triggerer is not None:
+            self._triggerer.stop()
         state = self._finish_run()
         self.progress.status(None)
         self.progress.end()
@@ -176,29 +201,45 @@ class DagRunner:
     def _step(self) -> bool:
         """Decide or run one task; wait for a retry if that is all there is. False when nothing is left."""
         retry_times: list[float] = []
-        for task_id in self.selection:
-            ti = self._ti(task_id)
+        for task_id, ti in self._instances():
             state = ti["state"]
+            name = instance_name(task_id, ti["map_index"])
             if state in WAITING_STATES:
+                # As Airflow's trigger rules count them: every task instance of each upstream task
+                # (all the map indexes of a mapped one).
                 upstream = [
-                    self._ti(u)["state"] for u in self.dag.tasks[task_id].upstream if u in self.selection
+                    other["state"]
+                    for u in self.dag.tasks[task_id].upstream
+                    if u in self.selection
+                    for other in self._tis(u)
                 ]
                 if not all(s in TERMINAL_STATES for s in upstream):
                     continue
                 decision = decide(self.dag.tasks[task_id].trigger_rule, upstream)
-                if decision == RUN:
-                    self._run_try(self.dag.tasks[task_id])
+                if decision == RUN and self.dag.tasks[task_id].mapping is not None and ti["map_index"] < 0:
+                    self._expand(self.dag.tasks[task_id], ti)  # localrun.mapping, as the scheduler
+                elif decision == RUN:
+                    self._run_try(self.dag.tasks[task_id], map_index=ti["map_index"])
                 else:
                     note = f"trigger rule {self.dag.tasks[task_id].trigger_rule}: upstream {', '.join(sorted(set(upstream)))}"
                     self.store.update_ti(ti["id"], state=decision, note=note)
-                    self.progress.update(task_id, decision, ti["try_number"], None, note)
+                    self.progress.update(name, decision, ti["try_number"], None, note)
                 return True
-            if state == "up_for_retry":
+            if state in WAITS_FOR_TIME:
                 due = ti["next_retry_at"] or 0.0
                 if due <= time.time():
-                    self._run_try(self.dag.tasks[task_id])
+                    # A reschedule runs the same try again (same id and try number), as Airflow does.
+                    self._run_try(
+                        self.dag.tasks[task_id],
+                        same_try=state == "up_for_reschedule",
+                        map_index=ti["map_index"],
+                    )
                     return True
                 retry_times.append(due)
+            if state == "deferred":  # bundle-run's triggerer (localrun/triggers.py) waits for it
+                if self._poll_trigger(task_id, ti):
+                    return True
+                retry_times.append(time.time() + 0.2)
         if retry_times:
             self._wait_until(min(retry_times))
             return True
@@ -210,10 +251,16 @@ class DagRunner:
             time.sleep(min(0.1, max(0.0, when - time.time())))
 
     # -- one try --------------------------------------------------------------------------------------
-    def _run_try(self, task: TaskSpec) -> None:
-        ti = self.store.start_next_try(self._ti(task.task_id)["id"])
+    def _run_try(self, task: TaskSpec, same_try: bool = False, map_index: int = -1) -> None:
+        current_ti = self._ti(task.task_id, map_index)
+        name = instance_name(task.task_id, map_index)
+        if same_try:
+            self.store.requeue(current_ti["id"])
+            ti = self.store.ti_by_id(current_ti["id"]) or current_ti
+        else:
+            ti = self.store.start_next_try(current_ti["id"])
         try_number = ti["try_number"]
-        self.progress.update(task.task_id, "running", try_number, None, None)
+        self.progress.update(name, "running", try_number, None, None)
         worker = self._worker()
         message = {
             "op": "run",
@@ -224,21 +271,24 @@ class DagRunner:
                 "run_id": self.run_id,
                 "try_number": try_number,
                 "dag_version_id": self.dag_version_id,
-                "map_index": -1,
+                "map_index": map_index,
                 "queue": task.queue,
             },
-            "log_path": f"dag_id={self.dag.dag_id}/run_id={self.run_id}/task_id={task.task_id}/attempt={try_number}.log",
+            # Airflow's log_filename_template, map_index= only for a mapped task instance
+            "log_path": f"dag_id={self.dag.dag_id}/run_id={self.run_id}/task_id={task.task_id}/"
+            + (f"map_index={map_index}/" if map_index >= 0 else "")
+            + f"attempt={try_number}.log",
             "bundle_name": LOCAL_BUNDLE_NAME,
             "dag_rel_path": self.dag.relative_fileloc or Path(self.dag.fileloc).name or "dag.py",
         }
         started = time.monotonic()
-        self._current = (task.task_id, try_number, message["log_path"], started)
+        self._current = (task.task_id, try_number, message["log_path"], started, map_index)
         try:
             result = worker.call(
                 message,
                 timeout=self.settings.task_timeout,
                 on_tick=self.progress.tick,
-                what=f"task {task.task_id}",
+                what=f"task {name}",
             )
         except WorkerLost as exc:
             self.worker = None
@@ -251,6 +301,9 @@ class DagRunner:
         if state in ("failed", "up_for_retry") and not note and (note := last_error(log)):
             self.store.update_ti(ti["id"], note=note)
         current = self.store.ti_by_id(ti["id"]) or {}
+        label = self.store.label(self.dag.dag_id, self.run_id, task.task_id, map_index)
+        if label is not None:
+            self.progress.label(name, label)
         # What a person waited for: the try under the supervisor, process start to exit. (The task
         # instance's own duration, /run to the final state, is in the state and the JSON report.)
         duration = result.get("duration")
@@ -265,6 +318,8 @@ class DagRunner:
                 list(result.get("supervisor_errors") or []),
                 result.get("exception"),
                 current.get("duration"),
+                map_index,
+                label,
             )
         )
         if state == "up_for_retry":
@@ -274,8 +329,40 @@ class DagRunner:
             )
             when = time.time() + wait
             self.store.update_ti(ti["id"], next_retry_at=when)
-            self.progress.retry_at(task.task_id, when)
-        self.progress.update(task.task_id, state, try_number, duration, note)
+            self.progress.retry_at(name, when)
+        elif state == "up_for_reschedule":  # the sensor's reschedule_date, as the scheduler waits for it
+            when = reschedule_time(self.store, ti["id"])
+            self.store.update_ti(ti["id"], next_retry_at=when)
+            self.progress.retry_at(name, when)
+        self.progress.update(name, state, try_number, duration, note)
+
+    def _expand(self, task: TaskSpec, ti: dict[str, Any]) -> None:
+        """Expand a mapped task whose unmapped instance may run (``TaskMap.expand_mapped_task``):
+        upstream_failed without a length, skipped for zero, else map indexes 0..n-1."""
+        assert task.mapping is not None
+        length, missing = expansion_length(task.mapping, self.store, self.dag.dag_id, self.run_id)
+        if length is None or length < 1:
+            decision = "upstream_failed" if length is None else "skipped"
+            note = (
+                not_expanded_note(task.task_id, self.run_id, missing)
+                if length is None
+                else zero_length_note(length)
+            )
+            self.store.update_ti(ti["id"], state=decision, note=note)
+            self.progress.update(task.task_id, decision, ti["try_number"], None, note)
+            return
+        self.store.update_ti(ti["id"], map_index=0)
+        for map_index in range(1, length):
+            self.store.create_task_instance(
+                dag_id=self.dag.dag_id,
+                run_id=self.run_id,
+                task_id=task.task_id,
+                map_index=map_index,
+                max_tries=task.retries,
+                queue=task.queue,
+                state=None,
+            )
+        self.progress.expanded(task.task_id, [instance_name(task.task_id, i) for i in range(length)])
 
     def _reconcile(self, ti_id: str, result: dict[str, Any], timed_out: bool) -> tuple[str, str | None]:
         """The try's final state: the API's record, corrected where the supervisor could not report."""
@@ -286,7 +373,7 @@ class DagRunner:
         if result.get("exception"):
             state = retry_or_fail
             note = f"the supervisor could not run the task: {result['exception']}"
-        elif reported in TERMINAL_STATES or reported == "up_for_retry":
+        elif reported in TERMINAL_STATES or reported in WAITS_FOR_TIME or reported == "deferred":
             state = reported
         elif reported in UNSUPPORTED_STATES:
             state, note = "failed", note or f"{reported} is not supported by bundle-run"
@@ -324,26 +411,29 @@ class DagRunner:
             self.worker.kill()
             self.worker = None
         if self._current is not None:
-            task_id, try_number, log_path, started = self._current
+            task_id, try_number, log_path, started, map_index = self._current
             folder = self.settings.log_folder
             log = _read_text(str(folder / log_path)) if folder else ""
-            ti = self._ti(task_id)
+            ti = self._ti(task_id, map_index)
             self.store.put_log(ti, log)
             note = "interrupted (Ctrl-C or SIGTERM)"
-            self.tries.append(TryRecord(task_id, try_number, "failed", time.monotonic() - started, note, log))
-        for task_id in self.selection:
-            ti = self._ti(task_id)
+            elapsed = time.monotonic() - started
+            self.tries.append(
+                TryRecord(task_id, try_number, "failed", elapsed, note, log, map_index=map_index)
+            )
+        for task_id, ti in self._instances():
             if ti["state"] not in TERMINAL_STATES:
                 state = "failed" if ti["state"] in ("running", "queued") else ti["state"]
                 self.store.update_ti(ti["id"], state=state, note="interrupted (Ctrl-C or SIGTERM)")
                 if state == "failed":
-                    self.progress.update(task_id, "failed", ti["try_number"], None, "interrupted")
+                    name = instance_name(task_id, ti["map_index"])
+                    self.progress.update(name, "failed", ti["try_number"], None, "interrupted")
 
     def _finish_run(self) -> str:
-        states = {t: self._ti(t)["state"] for t in self.selection}
+        states = {t: [ti["state"] for ti in self._tis(t)] for t in self.selection}
         leaves = self.dag.leaves(self.selection)
-        if any(states[t] in ("failed", "upstream_failed") for t in leaves) or any(
-            s not in TERMINAL_STATES for s in states.values()
+        if any(s in ("failed", "upstream_failed") for t in leaves for s in states[t]) or any(
+            s not in TERMINAL_STATES for each in states.values() for s in each
         ):
             state = "failed"
         else:
@@ -351,10 +441,62 @@ class DagRunner:
         self.store.update_dag_run(self.dag.dag_id, self.run_id, state=state, end_date=iso(utcnow()))
         return state
 
-    def _ti(self, task_id: str) -> dict[str, Any]:
-        ti = self.store.ti(self.dag.dag_id, self.run_id, task_id)
-        assert ti is not None, task_id
+    def _ti(self, task_id: str, map_index: int = -1) -> dict[str, Any]:
+        ti = self.store.ti(self.dag.dag_id, self.run_id, task_id, map_index)
+        assert ti is not None, (task_id, map_index)
         return ti
+
+    def _tis(self, task_id: str) -> list[dict[str, Any]]:
+        """A task's instances in this run: one, or a mapped task's, by map index."""
+        tis = [
+            ti for ti in self.store.task_instances(self.dag.dag_id, self.run_id) if ti["task_id"] == task_id
+        ]
+        return sorted(tis, key=lambda ti: ti["map_index"])
+
+    def _poll_trigger(self, task_id: str, ti: dict[str, Any]) -> bool:
+        """Start a deferred task instance's trigger, or act on its event: resume the same try with
+        the new ``next_method`` / ``next_kwargs`` (as the scheduler does after the triggerer), or
+        end it in the trigger's state. True when something was done."""
+        from .triggers import Triggerer
+
+        if self._triggerer is None:
+            self._triggerer = Triggerer(self.settings.trigger_env)
+        name = instance_name(task_id, ti["map_index"])
+        deferral = self.api.deferrals.pop(ti["id"], None) if self.api is not None else None
+        if deferral is not None:
+            self._triggerer.start(ti["id"], deferral)
+            self.progress.status(f"{name}: deferred to {deferral['classpath'].rsplit('.', 1)[-1]}")
+            return False
+        fired = self._triggerer.poll(ti["id"])
+        if fired is None:
+            return False
+        self.progress.status(None)
+        if fired.state is not None:  # end_from_trigger: the triggerer finished the task itself
+            note = f"ended by its trigger ({fired.description})"
+            self.store.update_ti(ti["id"], state=fired.state, note=note, end_date=iso(utcnow()))
+            self.progress.update(name, fired.state, ti["try_number"], None, note)
+            return True
+        self.api.resumes[ti["id"]] = {"next_method": fired.next_method, "next_kwargs": fired.next_kwargs}
+        self._run_try(self.dag.tasks[task_id], same_try=True, map_index=ti["map_index"])
+        return True
+
+    def _instances(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every selected task instance, in task order then map-index order."""
+        by_task: dict[str, list[dict[str, Any]]] = {}
+        for ti in self.store.task_instances(self.dag.dag_id, self.run_id):
+            by_task.setdefault(ti["task_id"], []).append(ti)
+        return [
+            (task_id, ti)
+            for task_id in self.selection
+            for ti in sorted(by_task.get(task_id, []), key=lambda ti: ti["map_index"])
+        ]
+
+
+def reschedule_time(store: Store, ti_id: str) -> float:
+    """When a rescheduled task runs again: its latest reschedule row's ``reschedule_date``."""
+    rows = store.reschedules(ti_id)
+    when = parse_iso(rows[-1]["reschedule_date"]) if rows else None
+    return when.timestamp() if when is not None else time.time()
 
 
 def exit_state_ok(states: dict[str, str | None]) -> bool:

@@ -48,11 +48,23 @@ CREATE TABLE IF NOT EXISTS xcoms (
     dag_id TEXT, run_id TEXT, task_id TEXT, map_index INTEGER, key TEXT, value TEXT, timestamp TEXT,
     PRIMARY KEY (dag_id, run_id, task_id, key, map_index));
 CREATE TABLE IF NOT EXISTS rendered_fields (ti_id TEXT PRIMARY KEY, fields TEXT);
+CREATE TABLE IF NOT EXISTS task_map (
+    dag_id TEXT, run_id TEXT, task_id TEXT, map_index INTEGER, length INTEGER,
+    PRIMARY KEY (dag_id, run_id, task_id, map_index));
+CREATE TABLE IF NOT EXISTS ti_labels (
+    dag_id TEXT, run_id TEXT, task_id TEXT, map_index INTEGER, label TEXT,
+    PRIMARY KEY (dag_id, run_id, task_id, map_index));
+CREATE TABLE IF NOT EXISTS task_reschedules (
+    ti_id TEXT, seq INTEGER, start_date TEXT, end_date TEXT, reschedule_date TEXT,
+    PRIMARY KEY (ti_id, seq));
 CREATE TABLE IF NOT EXISTS task_state_store (
     dag_id TEXT, run_id TEXT, task_id TEXT, map_index INTEGER, key TEXT, value TEXT, expires_at TEXT,
     PRIMARY KEY (dag_id, run_id, task_id, map_index, key));
 CREATE TABLE IF NOT EXISTS asset_state_store (
     kind TEXT, ident TEXT, key TEXT, value TEXT, PRIMARY KEY (kind, ident, key));
+CREATE TABLE IF NOT EXISTS asset_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, uri TEXT, extra TEXT, source_dag_id TEXT,
+    source_run_id TEXT, source_task_id TEXT, source_map_index INTEGER, partition_key TEXT, timestamp TEXT);
 """
 TI_COLUMNS = (
     "id dag_id run_id task_id map_index try_number max_tries state queue hostname unixname pid "
@@ -246,6 +258,15 @@ class Store:
         )
         return self.ti_by_id(new_id) or {}
 
+    def requeue(self, ti_id: str) -> None:
+        """Queue the same try again (a reschedule): same id and try number, a fresh start."""
+        self.db.execute(
+            "UPDATE task_instances SET state = 'queued', hostname = NULL, unixname = NULL, pid = NULL, "
+            "start_date = NULL, end_date = NULL, duration = NULL, last_heartbeat = NULL, "
+            "next_retry_at = NULL, note = NULL WHERE id = ?",
+            (ti_id,),
+        )
+
     def task_instances(self, dag_id: str, run_id: str | None = None) -> list[dict[str, Any]]:
         if run_id is None:
             rows = self.db.execute("SELECT * FROM task_instances WHERE dag_id = ?", (dag_id,))
@@ -264,6 +285,20 @@ class Store:
         return [dict(r) for r in rows]
 
     # -- task logs -----------------------------------------------------------------------------------
+    # -- reschedules (sensors in reschedule mode) -------------------------------------------------------
+    def add_reschedule(self, ti_id: str, start_date: str, end_date: str, reschedule_date: str) -> None:
+        """One ``TaskReschedule`` row, as core's server adds for each ``up_for_reschedule``."""
+        self.db.execute(
+            "INSERT INTO task_reschedules (ti_id, seq, start_date, end_date, reschedule_date) "
+            "VALUES (?, (SELECT COUNT(*) FROM task_reschedules WHERE ti_id = ?), ?, ?, ?)",
+            (ti_id, ti_id, start_date, end_date, reschedule_date),
+        )
+
+    def reschedules(self, ti_id: str) -> list[dict[str, Any]]:
+        """The task instance's reschedule rows, first first (``task_reschedule_count`` is their number)."""
+        rows = self.db.execute("SELECT * FROM task_reschedules WHERE ti_id = ? ORDER BY seq", (ti_id,))
+        return [dict(r) for r in rows.fetchall()]
+
     def put_log(self, ti: dict[str, Any], content: str) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO task_logs VALUES (?, ?, ?, ?, ?, ?)",
@@ -322,6 +357,41 @@ class Store:
         ).fetchall()
         return [{**dict(r), "value": json.loads(r["value"])} for r in rows]
 
+    # -- dynamic task mapping (localrun.mapping) ------------------------------------------------------
+    def set_task_map(self, dag_id: str, run_id: str, task_id: str, map_index: int, length: int) -> None:
+        """A ``TaskMap`` row: the length an upstream's ``return_value`` push declared."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO task_map VALUES (?, ?, ?, ?, ?)",
+            (dag_id, run_id, task_id, map_index, length),
+        )
+
+    def task_map_length(self, dag_id: str, run_id: str, task_id: str) -> int | None:
+        row = self.db.execute(
+            "SELECT length FROM task_map WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index < 0",
+            (dag_id, run_id, task_id),
+        ).fetchone()
+        return None if row is None else int(row["length"])
+
+    def mapped_xcom_count(self, dag_id: str, run_id: str, task_id: str, key: str) -> int:
+        """How many mapped instances (map index >= 0) of a task pushed ``key``."""
+        row = self.db.execute(
+            "SELECT COUNT(*) AS n FROM xcoms WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = ? "
+            "AND map_index >= 0",
+            (dag_id, run_id, task_id, key),
+        ).fetchone()
+        return int(row["n"])
+
+    def set_label(self, ti: dict[str, Any], label: str | None) -> None:
+        """A task instance's rendered map index (``rendered_map_index``; None clears it)."""
+        self.db.execute("INSERT OR REPLACE INTO ti_labels VALUES (?, ?, ?, ?, ?)", (*_ti_key(ti), label))
+
+    def label(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> str | None:
+        row = self.db.execute(
+            "SELECT label FROM ti_labels WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ?",
+            (dag_id, run_id, task_id, map_index),
+        ).fetchone()
+        return None if row is None else row["label"]
+
     # -- rendered fields / state stores ---------------------------------------------------------------
     def set_rendered_fields(self, ti_id: str, fields: Any) -> None:
         self.db.execute("INSERT OR REPLACE INTO rendered_fields VALUES (?, ?)", (ti_id, json.dumps(fields)))
@@ -375,6 +445,33 @@ class Store:
             )
 
     # -- helpers for queries with optional filters ----------------------------------------------------
+    # -- asset events (what a task's SucceedTask outlets create) -----------------------------------------
+    def add_asset_event(
+        self, ti: dict[str, Any], name: str, uri: str, extra: Any, partition_key: str | None
+    ) -> None:
+        source = (ti["dag_id"], ti["run_id"], ti["task_id"], ti["map_index"])
+        self.db.execute(
+            "INSERT INTO asset_events (name, uri, extra, source_dag_id, source_run_id, source_task_id, "
+            "source_map_index, partition_key, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (name, uri, json.dumps(extra or {}), *source, partition_key, iso(utcnow())),
+        )
+
+    def asset_events(
+        self, *, name: str | None = None, uri: str | None = None, run: tuple[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Events of an asset (by name and/or uri), or those a DAG run's tasks emitted, oldest first."""
+        where, args = [], []
+        for column, value in (("name", name), ("uri", uri)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if run is not None:
+            where.append("source_dag_id = ? AND source_run_id = ?")
+            args.extend(run)
+        sql = "SELECT * FROM asset_events" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self.db.execute(sql + " ORDER BY timestamp, id", args).fetchall()
+        return [{**dict(row), "extra": json.loads(row["extra"])} for row in rows]
+
     def select_tis(
         self,
         dag_id: str,

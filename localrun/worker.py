@@ -264,13 +264,19 @@ def _parse(worker: Worker, message: dict[str, Any]) -> dict[str, Any]:
         out["error"] = "the bundle sent no DagFileParsingResult" + (" (timed out)" if timed_out else "")
         return out
     out["import_errors"] = result.import_errors or {}
-    out["dags"] = [summarise_dag(lazy.data) for lazy in result.serialized_dags]
+    out["dags"] = [summarise_dag(lazy.data, message.get("conf")) for lazy in result.serialized_dags]
     return out
 
 
-def summarise_dag(data: dict[str, Any]) -> dict[str, Any]:
-    """What ``bundle-run`` needs of one serialized DAG, read through core's ``DagSerialization``."""
+def summarise_dag(data: dict[str, Any], conf: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What ``bundle-run`` needs of one serialized DAG, read through core's ``DagSerialization``.
+
+    ``conf_error`` is what core says of ``conf`` (``--conf``) before it creates a run: the DAG's
+    params deep-merged with it and validated (``SerializedDAG.create_dagrun``), the check that makes
+    Airflow's trigger endpoint answer 400 without creating the run; None when it is valid."""
     from airflow.serialization.serialized_objects import DagSerialization
+
+    from .mapping import summarise_mapping
 
     name = str((data.get("dag") or {}).get("dag_id", "?"))
     summary: dict[str, Any] = {"dag_id": name, "schema_error": None, "load_error": None, "tasks": []}
@@ -284,6 +290,11 @@ def summarise_dag(data: dict[str, Any]) -> dict[str, Any]:
         summary["load_error"] = f"{type(exc).__name__}: {exc}"
         return summary
     summary.update(fileloc=dag.fileloc, relative_fileloc=getattr(dag, "relative_fileloc", None))
+    summary["conf_error"] = None
+    try:
+        dag.params.deep_merge(conf or {}).validate()
+    except Exception as exc:  # ParamValidationError, ValueError: what the trigger endpoint reports
+        summary["conf_error"] = str(exc)
     for task in dag.tasks:
         max_delay = task.max_retry_delay
         summary["tasks"].append(
@@ -297,6 +308,7 @@ def summarise_dag(data: dict[str, Any]) -> dict[str, Any]:
                 "max_retry_delay": max_delay.total_seconds() if max_delay else None,
                 "trigger_rule": str(getattr(task.trigger_rule, "value", task.trigger_rule)),
                 "queue": task.queue,
+                "mapping": summarise_mapping(task),
             }
         )
     return summary

@@ -26,7 +26,7 @@ import inspect
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,12 @@ from bundle.introspection.serialization import (
 
 from . import PackError
 from .dagdoc import BundleDocument, DagDocument
+from .dagfile_assets import ASSET_TIMETABLE, assets_of, condition_of, imports_of
 from .dagfile_groups import GroupLayout
+from .dagfile_mapping import OWN_ONLY as MAPPED_OWN_ONLY
+from .dagfile_mapping import UNSERIALIZED as MAPPED_UNSERIALIZED
+from .dagfile_mapping import MappedStub, reference_source, with_references
+from .dagfile_mapping import read as read_mapped
 from .pysource import (
     INDENT,
     Code,
@@ -71,6 +76,11 @@ STUB_ONLY_TASK_KEYS = frozenset(
         "template_fields_renderers",
     }
 )
+# ``has_on_*_callback``: task callbacks run inside the bundle's runtime (docs/callbacks.md), so the
+# stubs (and the DAG file's default_args) carry neither the callables nor the flags.
+CALLBACK_FLAGS = frozenset(
+    f"has_on_{kind}_callback" for kind in ("execute", "success", "failure", "retry", "skipped")
+)
 # Where a DAG was read from: the generated file for Airflow, the bundle for pybundle.
 LOCATION_DAG_KEYS = frozenset({"fileloc", "relative_fileloc", "_processor_dags_folder"})
 
@@ -88,6 +98,7 @@ _TASK_MARKERS = frozenset(
 )
 _TASK_DURATIONS = frozenset({"retry_delay", "max_retry_delay", "execution_timeout"})
 _TASK_DATES = frozenset({"start_date", "end_date"})
+_TASK_ASSETS = frozenset({"outlets", "inlets"})  # left out of the serialization when empty
 _TASK_RENAMES = {"_task_display_name": "task_display_name"}
 # Stub keyword arguments, in the order they are written (Airflow's documentation order, roughly).
 _TASK_KWARGS = (
@@ -113,6 +124,8 @@ _TASK_KWARGS = (
     "max_active_tis_per_dag",
     "max_active_tis_per_dagrun",
     "map_index_template",
+    "outlets",
+    "inlets",
     "task_display_name",
     "start_date",
     "end_date",
@@ -137,7 +150,31 @@ _PARAM_CLASS = "airflow.sdk.definitions.param.Param"
 _PARAM_RESERVED = frozenset({"default", "description", "source", "schema"})
 _DAG_ALWAYS_WRITTEN = frozenset({"catchup"})
 _TIMETABLES = "airflow.timetables."
-_STUB_EXPLICIT = frozenset({"queue", "executor"})
+# @task.stub passes these to the operator itself (queue/executor as None, multiple_outputs inferred
+# from the stub's annotation, False here), so default_args never supply them to a stub.
+_STUB_EXPLICIT = frozenset({"queue", "executor", "multiple_outputs"})
+
+
+# A bundle sensor is a @task.stub too (the bundle pokes and sends RescheduleTask itself); what the
+# scheduler reads is what core serializes for every sensor: _is_sensor (ReadyToRescheduleDep joins
+# the task's deps) and reschedule (that dep reads it for a task in state None). A stub's class does
+# not serialize either, so the helper adds them to the operator's serialized fields.
+SENSOR_HELPER = [
+    "",
+    "def _sensor(stub, *, reschedule):",
+    '    """Declare a bundle sensor the way core serializes a sensor (``_is_sensor``, ``reschedule``)."""',
+    "    operator = stub.operator",
+    "    operator._is_sensor, operator.reschedule = True, reschedule",
+    '    fields = type(operator).get_serialized_fields() | {"_is_sensor", "reschedule"}',
+    "    operator.get_serialized_fields = lambda: fields",
+    "",
+    "",
+]
+
+# Task keys the file writes after the stubs (edges, the SkipMixin flag, the sensor flags).
+_WRITTEN_AFTER_THE_STUB = frozenset(
+    {"downstream_task_ids", "_can_skip_downstream", "_is_sensor", "reschedule"}
+)
 
 
 class DagFileError(PackError):
@@ -154,6 +191,8 @@ class _Imports:
     zoneinfo: bool = False
     param: bool = False
     task_group: bool = False
+    assets: set[str] = field(default_factory=set)  # Asset / AssetAll / AssetAny
+    sensor: bool = False  # the _sensor helper (SENSOR_HELPER), written once when a DAG has sensors
 
 
 def render(document: BundleDocument, command: str) -> str:
@@ -175,7 +214,7 @@ def render(document: BundleDocument, command: str) -> str:
         '"""',
         "",
     ]
-    lines = [*header, *_import_lines(imports), "", *blocks]
+    lines = [*header, *_import_lines(imports), "", *(SENSOR_HELPER if imports.sensor else []), *blocks]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -190,6 +229,7 @@ def _import_lines(imports: _Imports) -> list[str]:
         lines.append("")
     sdk = [
         "DAG",
+        *sorted(imports.assets),
         *(["Param"] if imports.param else []),
         *(["TaskGroup"] if imports.task_group else []),
         "task",
@@ -208,12 +248,15 @@ class _DagRenderer:
         self.group_default_args = document.group_default_args
         self.dag_id = str(self.dag["dag_id"])
         self.imports = imports
-        self.default_args: dict[str, Any] = _unwrap(
-            self.dag.get("default_args", {}), self._where("default_args")
-        )
+        self.default_args: dict[str, Any] = {
+            key: value
+            for key, value in _unwrap(self.dag.get("default_args", {}), self._where("default_args")).items()
+            if key not in CALLBACK_FLAGS
+        }
         self.tz = self.dag.get("timezone", "UTC")
         self.labels: dict[str, str] = {}  # task id -> the id its stub is given (unprefixed in a group)
         self.group_defaults: dict[str, dict[str, Any]] = {}  # task id -> its groups' default_args
+        self.mapped: dict[str, MappedStub] = {}  # task id -> its mapping (dagfile_mapping)
 
     def _where(self, attribute: str, task_id: str | None = None) -> str:
         task = f" task {task_id!r}" if task_id is not None else ""
@@ -242,7 +285,13 @@ class _DagRenderer:
         with_line = "with " + call("DAG", kwargs, 0, explode=True) + ":"
         body = [with_line]
         tasks = [entry["__var"] for entry in self.dag.get("tasks", [])]
+        self.mapped = {
+            task["task_id"]: read_mapped(task, lambda key, why, t=task["task_id"]: self._refuse(key, why, t))
+            for task in tasks
+            if task.get("_is_mapped")
+        }
         names = {"DAG", "Param", "TaskGroup", "task", "datetime", "timedelta", "timezone", "ZoneInfo"}
+        names |= {"Asset", "AssetAll", "AssetAny"}
         functions = {task["task_id"]: identifier(task["task_id"], names) for task in tasks}
         instances = {
             task["task_id"]: identifier(f"{functions[task['task_id']]}_task", names) for task in tasks
@@ -281,12 +330,19 @@ class _DagRenderer:
             for task in tasks:
                 if task.get("_can_skip_downstream"):
                     body.append(f"{INDENT}{instances[task['task_id']]}.operator._can_skip_downstream = True")
+                if task.get("_is_sensor") and task["task_id"] in self.mapped:
+                    # a MappedOperator serializes its own _is_sensor field (and has no reschedule)
+                    body.append(f"{INDENT}{instances[task['task_id']]}.operator._is_sensor = True")
+                elif task.get("_is_sensor"):
+                    self.imports.sensor = True
+                    reschedule = bool(task.get("reschedule"))
+                    body.append(f"{INDENT}_sensor({instances[task['task_id']]}, reschedule={reschedule})")
         bound_edges = {
             (value["xcom"][0], task_id)
             for task_id, arguments in self.bindings.items()
             for _, value in arguments
             if "xcom" in value
-        }
+        } | {(ref.task_id, task_id) for task_id, mapped in self.mapped.items() for ref in mapped.references()}
         edges = [
             (task["task_id"], downstream)
             for task in tasks
@@ -316,6 +372,16 @@ class _DagRenderer:
     ) -> str:
         """``load_task = load(rows=extract_task["rows"], limit=5)``: the stub called with the task's
         bound arguments, so Airflow sees the data-passing edges (and op_kwargs) as in TaskFlow."""
+        if task_id in self.mapped:  # stub.partial(...).expand(...) over the same references
+            return self.mapped[task_id].call(
+                instances[task_id],
+                functions[task_id],
+                self.bindings.get(task_id, []),
+                level,
+                lambda value, indent, prefix: self._value(
+                    with_references(value, lambda ref: reference_source(ref, instances)), indent, prefix
+                ),
+            )
         head = f"{instances[task_id]} = {functions[task_id]}"
         items = []
         for name, value in self.bindings.get(task_id, []):
@@ -375,6 +441,9 @@ class _DagRenderer:
         if kind == "trigger.DeltaTriggerTimetable" and not data.get("interval"):
             self.imports.timedelta = True
             return duration(timedelta(seconds=data["delta"]))
+        if kind == ASSET_TIMETABLE and set(data) == {"asset_condition"}:
+            condition = condition_of(data["asset_condition"], self._where("schedule"), DagFileError)
+            return self._value(condition, 1, len("schedule="))
         raise self._refuse("schedule", f"is the timetable {timetable!r}, which has no plain schedule= form")
 
     def _tz_source(self) -> str:
@@ -429,6 +498,7 @@ class _DagRenderer:
     def _value(self, value: Any, indent: int, prefix: int) -> str:
         """A literal, noting the imports it needs (datetimes in UTC, durations)."""
         source = literal(value, indent, prefix)
+        self.imports.assets |= imports_of(source)
         self.imports.datetime |= "datetime(" in source
         self.imports.timezone |= "timezone.utc" in source
         self.imports.timedelta |= "timedelta(" in source
@@ -437,7 +507,8 @@ class _DagRenderer:
     # -- tasks ------------------------------------------------------------------------------------
     def _stub(self, task: Mapping[str, Any], function: str) -> list[str]:
         task_id = str(task["task_id"])
-        values = self._task_values(task)
+        mapped = self.mapped.get(task_id)
+        values = self._task_values(mapped.plain if mapped is not None else task)
         kwargs: list[tuple[str, Any]] = []
         label = self.labels.get(task_id, task_id)
         if function != label:
@@ -448,7 +519,17 @@ class _DagRenderer:
             if key not in values:
                 continue
             value = values[key]
-            if key == "doc_md":
+            if mapped is not None:  # what partial_kwargs holds, unless default_args gives it alike
+                inherited, inherited_value = self._from_default_args(key, task_id)
+                inherited &= key not in MAPPED_OWN_ONLY
+                if key in MAPPED_UNSERIALIZED:
+                    continue
+                if key in mapped.given:
+                    if inherited and inherited_value == value:
+                        continue
+                elif not inherited or inherited_value == value:
+                    continue  # left out: at its default (a default_args value would replace it)
+            elif key == "doc_md":
                 # @task.stub takes the function's docstring as doc_md unless one is given.
                 if value == first_line:
                     continue
@@ -459,6 +540,8 @@ class _DagRenderer:
         decorator = call("task.stub", rendered, 1) if rendered else "task.stub"
         # The stub takes the parameters its call binds (DecoratedOperator checks the call against it).
         names = [name for name, _ in self.bindings.get(task_id, [])]
+        if mapped is not None:
+            names = mapped.signature(names)
         if first_line is None:
             signature = bracketed("(", names, ")", 1, prefix_width=len(f"def {function}") + 4)
             return [f"{INDENT}@{decorator}", f"{INDENT}def {function}{signature}: ..."]
@@ -474,8 +557,11 @@ class _DagRenderer:
         task_id = str(task["task_id"])
         values: dict[str, Any] = dict(OPERATOR_SCHEMA_DEFAULTS)
         values["retry_delay"] = DEFAULT_RETRY_DELAY
+        values.update({key: [] for key in _TASK_ASSETS})
         for key, value in task.items():
-            if key in _TASK_MARKERS or key in ("downstream_task_ids", "_can_skip_downstream"):
+            if key in _TASK_MARKERS or key in _WRITTEN_AFTER_THE_STUB:
+                continue
+            if key in CALLBACK_FLAGS:  # the bundle's runtime runs them; a stub never gets a callable
                 continue
             if key == "params":  # every task carries its DAG's params; the DAG call writes them
                 if [[n, {**d, "source": None}] for n, d in value] != self.dag.get("params"):
@@ -484,7 +570,9 @@ class _DagRenderer:
             name = _TASK_RENAMES.get(key, key)
             if name not in _TASK_KWARGS:
                 raise self._refuse(key, "is not one this bundle-pack can write", task_id)
-            if name in _TASK_DURATIONS and value is not None:
+            if name in _TASK_ASSETS:
+                value = assets_of(value, self._where(key, task_id), DagFileError)
+            elif name in _TASK_DURATIONS and value is not None:
                 value = timedelta(seconds=value)
             elif name in _TASK_DATES and value is not None:
                 value = datetime.fromtimestamp(value, timezone.utc)
@@ -495,12 +583,21 @@ class _DagRenderer:
             )
         return values
 
+    def _from_default_args(self, key: str, task_id: str) -> tuple[bool, Any]:
+        """(True, value) when the file's default_args (its groups' over the DAG's) give the stub
+        ``key``, else (False, None)."""
+        default_args = {**self.default_args, **self.group_defaults.get(task_id, {})}
+        if key in default_args and key not in _STUB_EXPLICIT:
+            return True, default_args[key]
+        return False, None
+
     def _inherited(self, key: str, task_id: str | None = None) -> Any:
         """What a stub gets for ``key`` when the file does not say: its task groups' default_args
         over the DAG's, else the default.
 
-        ``@task.stub`` passes ``queue`` and ``executor`` to the operator explicitly (as ``None``), so
-        default_args cannot supply those two: they are written on every stub that has them."""
+        ``@task.stub`` passes ``queue``, ``executor`` (as ``None``) and ``multiple_outputs`` to the
+        operator explicitly, so default_args cannot supply those: they are written on every stub
+        that has them (``_STUB_EXPLICIT``)."""
         default_args = {**self.default_args, **self.group_defaults.get(task_id or "", {})}
         if key in default_args and key not in _STUB_EXPLICIT:
             return default_args[key]
@@ -508,6 +605,8 @@ class _DagRenderer:
             return DEFAULT_RETRY_DELAY
         if key in _TASK_DATES:
             return None  # the task's own dates are written only where they differ from the DAG's
+        if key in _TASK_ASSETS:
+            return []
         return OPERATOR_SCHEMA_DEFAULTS.get(key)
 
 
@@ -528,6 +627,10 @@ def _unwrap(value: Any, where: str) -> Any:
         return tuple(_unwrap(item, where) for item in data)
     if kind == "set":
         return {_unwrap(item, where) for item in data}
+    if kind == "asset":  # default_args' outlets / inlets
+        from .dagfile_assets import asset_of
+
+        return asset_of(value, where, DagFileError)
     if kind is None and "__var" not in value:
         return {key: _unwrap(item, where) for key, item in value.items()}
     raise DagFileError(

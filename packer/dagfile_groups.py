@@ -30,6 +30,7 @@ _GROUP_DEFAULTS = {
     "ui_color": "CornflowerBlue",
     "ui_fgcolor": "#000",
     "group_display_name": "",
+    "doc_md": None,  # core writes it only when the group has one
 }
 _GROUP_KEYS = frozenset(
     {

@@ -82,6 +82,9 @@ def literal(value: Any, indent: int = 0, prefix: int = 0) -> str:
     it there (``key=``), so a collection is exploded exactly when ruff would explode it."""
     if isinstance(value, Code):
         return str(value)
+    render_source = getattr(value, "render_source", None)
+    if render_source is not None:  # an expression that lays itself out (packer.dagfile_assets)
+        return render_source(indent, prefix)
     if value is None or isinstance(value, bool):
         return repr(value)
     if isinstance(value, (int, float)):

@@ -20,7 +20,7 @@ def test_quick_benchmark_run_produces_every_figure():
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     figures = {row["figure"].split()[0] for row in report["rows"]}
-    assert figures == {"1", "2", "3", "4", "5", "6", "7", "8"}
+    assert figures == {"1", "2", "3", "4", "5", "6", "7", "8", "10"}
     subjects = {row["subject"] for row in report["rows"]}
     assert {"packed executable, warm cache", "packed executable, first run"} <= subjects
     assert [row["figure"] for row in report["rows"]] == sorted(
@@ -38,6 +38,19 @@ def test_quick_benchmark_run_produces_every_figure():
         "task with 1 bound argument(s)": {"GetXCom": 1, "SucceedTask": 1},
         "task with 5 bound argument(s)": {"GetXCom": 5, "SucceedTask": 1},
     }
+    mapped = {
+        row["subject"]: row["extra"]["requests"]
+        for row in report["rows"]
+        if row["figure"] == "10 mapped 1,000-wide"
+    }
+    assert mapped["wide map index 0"] == mapped["wide map index 999"]  # O(1) whatever the index
+    assert mapped["over_mapped map index 999"] == {
+        "GetXComCount": 1,
+        "GetXComSequenceItem": 1,
+        "SetXCom": 1,
+        "SucceedTask": 1,
+    }
+    assert mapped["reduce of 1,000 results"]["GetXComSequenceSlice"] == 1
     for row in report["rows"]:
         assert row["value"] > 0, row
         if row["baseline"]:

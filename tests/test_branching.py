@@ -362,10 +362,10 @@ def test_generated_dag_file_declares_skip_capable_stubs(tmp_path: Path) -> None:
 def test_bundles_that_do_not_branch_never_load_the_branching_module() -> None:
     import subprocess
 
-    example = ROOT / "examples" / "bundle" / "example_dags.py"
+    plain = ROOT / "tests" / "bundles" / "data_passing_bundle.py"  # (the example bundle branches)
     code = (
         "import sys; from bundle.target import load_target; from bundle.testing import run_task; "
-        f"b = load_target({str(example)!r}); run_task(b, 'simple_dag', 'audit'); "
+        f"b = load_target({str(plain)!r}); run_task(b, 'dp_dag', 'keyed'); "
         "print('bundle.core.authoring.branching' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)

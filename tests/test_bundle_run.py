@@ -88,49 +88,79 @@ def bundle_run(
 
 
 def assert_example_run(run: Run) -> None:
-    """What the example DAG does on every run, whichever form the bundle takes."""
+    """What the example DAG does on every run, whichever form the bundle takes: data passing through
+    the ``transform`` task group, ``check_order`` mapped over the kept rows (one instance each, with
+    its label), ``route`` branching into ``load`` (``report_empty`` skipped), the ``audit`` join
+    (``none_failed_min_one_success``) running, ``notify`` skipping itself."""
     assert run.returncode == 0, run.describe()
     assert run.states() == {
         "extract": "success",
-        "transform": "success",
+        "transform.filter_rows": "success",
+        "transform.summarise": "success",
+        **{f"check_order[{i}]": "success" for i in range(3)},  # one instance per kept row
+        "route": "success",
         "load": "success",
-        "notify": "skipped",
-        "audit": "success",
+        "report_empty": "skipped",  # by the branch: never started
+        "audit": "success",  # the join runs although one of its upstreams is skipped
+        "notify": "skipped",  # SkipTask: no notify_channel variable
     }
     # load fails on its first try and succeeds on the retry; everything else needs one try
     assert [t["state"] for t in run.tries("load")] == ["up_for_retry", "success"]
     assert run.tries("load")[0]["note"] == (
         "ConnectionError: warehouse is not accepting connections yet; Airflow will retry"
     )
-    assert {task: row["tries"] for task, row in run.report["tasks"].items()} == {
-        "extract": 1,
-        "transform": 1,
-        "load": 2,
-        "notify": 1,
-        "audit": 1,
+    assert {task: (row["tries"], row["max_tries"]) for task, row in run.report["tasks"].items()} == {
+        "extract": (1, 1),
+        "transform.filter_rows": (1, 3),  # retries=2 from the task group's default_args
+        "transform.summarise": (1, 3),
+        **{f"check_order[{i}]": (1, 1) for i in range(3)},
+        "route": (1, 1),
+        "load": (2, 2),
+        "report_empty": (0, 1),
+        "audit": (1, 1),
+        "notify": (1, 1),
     }
+    assert run.report["tasks"]["report_empty"]["note"] == "skipped by route"
     extracted = run.xcom("extract")
     assert extracted["source"] == "orders.db.internal" and len(extracted["rows"]) == 4
-    assert run.xcom("transform") == {
-        "currency": "EUR",
-        "rows": [
-            {"order_id": 1, "amount": 12.5},
-            {"order_id": 2, "amount": 7.0},
-            {"order_id": 3, "amount": 31.25},
-        ],
-        "total": 50.75,
-    }
-    assert run.xcom("load", "loaded_rows") == 3
+    kept = [
+        {"order_id": 1, "amount": 12.5},
+        {"order_id": 2, "amount": 7.0},
+        {"order_id": 3, "amount": 31.25},
+    ]
+    assert run.xcom("transform.filter_rows") == kept  # extract's output arrived as `extracted`
+    assert run.xcom("transform.summarise") == {"currency": "EUR", "rows": kept, "total": 50.75}
+    assert run.xcom("route", "skipmixin_key") == {"followed": ["load"]}
+    checked = [(x["map_index"], x["value"]) for x in run.report["xcoms"] if x["task_id"] == "check_order"]
+    assert sorted(checked) == [(i, row["amount"]) for i, row in enumerate(kept)]
+    labels = [run.report["tasks"][f"check_order[{i}]"]["rendered_map_index"] for i in range(3)]
+    assert labels == ["order 1", "order 2", "order 3"]  # map_index_template="order {row[order_id]}"
+    assert run.xcom("load") == 3
     assert run.xcom("audit") == {"run_id": run.report["run_id"], "loaded_rows": 3}
+    assert {(x["task_id"], x["key"]) for x in run.report["xcoms"]} == {
+        ("extract", "return_value"),
+        ("transform.filter_rows", "return_value"),
+        ("transform.summarise", "return_value"),
+        ("check_order", "return_value"),
+        ("route", "skipmixin_key"),  # a branch that skipped pushes no return_value, as in Airflow
+        ("load", "return_value"),
+        ("audit", "return_value"),
+        # `-> dict` infers multiple_outputs, as Airflow's @task does: each key is its own XCom too
+        *(("extract", key) for key in ("source", "rows")),
+        *(("transform.summarise", key) for key in ("currency", "rows", "total")),
+        *(("audit", key) for key in ("run_id", "loaded_rows")),
+    }
+    assert run.xcom("transform.summarise", "total") == 50.75
 
     # The supervisor's own task log, masked by the supervisor: the connection password (logged
     # at debug) and the token variable (logged at info) never appear in clear.
-    events = {t: [r.get("event") for r in run.tries(t)[-1]["log"]] for t in run.report["tasks"]}
+    started = [t for t in run.report["tasks"] if run.tries(t)]  # all but report_empty
+    events = {t: [r.get("event") for r in run.tries(t)[-1]["log"]] for t in started}
     assert "Connecting as etl with password ***" in events["extract"]
     assert [e for e in events["load"] if "with token" in e] == [
         "Loading 3 rows (total 50.75 EUR) with token ***"
     ]
-    levels = {r["level"] for t in run.report["tasks"] for r in run.tries(t)[-1]["log"]}
+    levels = {r["level"] for t in started for r in run.tries(t)[-1]["log"]}
     assert {"debug", "info", "warning"} <= levels
     for secret in SECRETS:
         assert secret not in run.stdout and secret not in run.stderr
@@ -138,9 +168,13 @@ def assert_example_run(run: Run) -> None:
 
     # The report ends with the summary table.
     summary = run.stdout.split("== Summary\n")[1].rstrip().splitlines()
-    assert summary[-1].strip() == "DAG run success: 4 success, 1 skipped (exit status 0)"
+    assert summary[-1].strip() == "DAG run success: 9 success, 2 skipped (exit status 0)"
     load_row = next(line for line in summary if line.strip().startswith("load "))
     assert re.match(r"\s*load\s+success\s+2/2\s", load_row), load_row
+    rows = {line.split()[0]: line.split() for line in summary if line.startswith("  ") and line.split()}
+    assert rows["transform.summarise"][1:3] == ["success", "1/3"]  # the task group's path
+    assert rows["report_empty"][1:] == ["skipped", "0/1", "skipped", "by", "route"]
+    assert rows["check_order[2]"][1:4] == ["(order", "3)", "success"]  # each map index, labelled
     assert run.report["problems"] == []
 
 
@@ -201,6 +235,24 @@ def test_example_bundle_packed_as_executable(tmp_path):
     )
     assert_example_run(run)
     assert f"{packed} (packed executable bundle, ExecutableCoordinator)" in run.stdout
+
+
+def test_example_bundle_takes_the_other_branch_when_no_row_passes_the_threshold(tmp_path):
+    """AIRFLOW_VAR_MIN_AMOUNT wins over --vars, as on a worker: no row is left, so route follows
+    report_empty and skips load; the audit join still runs, with load's output missing (None)."""
+    env = clean_env(PYBUNDLE_CACHE_DIR=str(tmp_path / "cache"), AIRFLOW_VAR_MIN_AMOUNT="100")
+    run = bundle_run(EXAMPLE, "--vars", VARS, "--conns", CONNS, tmp_path=tmp_path, env=env)
+    assert run.returncode == 0, run.describe()
+    states = run.states()
+    assert (states["route"], states["load"], states["report_empty"]) == ("success", "skipped", "success")
+    assert (states["audit"], states["notify"]) == ("success", "skipped")
+    assert states["check_order"] == "skipped"  # mapped over no row: zero instances, as in Airflow
+    assert run.tries("load") == [] and run.report["tasks"]["load"]["note"] == "skipped by route"
+    assert run.xcom("route", "skipmixin_key") == {"followed": ["report_empty"]}
+    assert run.xcom("transform.summarise")["rows"] == []
+    assert run.xcom("audit") == {"run_id": run.report["run_id"], "loaded_rows": 0}
+    warnings = [r["event"] for r in run.tries("report_empty")[0]["log"] if r["level"] == "warning"]
+    assert warnings == ["No order reached min_amount: nothing to load"]
 
 
 def test_failing_task_marks_downstream_upstream_failed_and_skips_propagate(tmp_path):
@@ -380,6 +432,7 @@ def test_help_lists_every_option_and_exit_status():
         "--state",
         "--retry-delay-scale",
         "--task-timeout",
+        "--conf",
     ):
         assert option in proc.stdout
     lines = [line.strip() for line in proc.stdout.splitlines()]
@@ -391,6 +444,7 @@ def test_help_lists_every_option_and_exit_status():
         (4, "the bundle does not load, introspect or parse"),
     ):
         assert f"{status}    {meaning}" in lines
+    assert "or a --conf the DAG's params refuse (nothing runs, as with Airflow's trigger)" in lines
 
 
 def test_branch_and_short_circuit_end_as_in_airflow(tmp_path):

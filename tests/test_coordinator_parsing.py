@@ -19,15 +19,32 @@ def test_example_bundle_parses_into_loadable_dags():
     assert run.exit_code == 0
     assert run.dag_ids == ["simple_dag"]
     loaded = run.loaded_dags["simple_dag"]
-    assert sorted(loaded["task_ids"]) == ["audit", "extract", "load", "notify", "transform"]
-    assert loaded["downstream"]["extract"] == ["transform"]
-    assert loaded["downstream"]["load"] == ["audit", "notify"]
+    assert sorted(loaded["task_ids"]) == [
+        "audit",
+        "check_order",
+        "extract",
+        "load",
+        "notify",
+        "report_empty",
+        "route",
+        "transform.filter_rows",
+        "transform.summarise",
+    ]
+    assert loaded["downstream"]["extract"] == ["transform.filter_rows"]
+    assert loaded["downstream"]["route"] == ["load", "report_empty"]
+    assert loaded["downstream"]["load"] == ["audit"]
     assert set(loaded["queues"].values()) == {"python-bundle"}
     assert "CronTriggerTimetable" in str(loaded["timetable"])
     [data] = run.serialized_dags
     tasks = {t["__var"]["task_id"]: t["__var"] for t in data["dag"]["tasks"]}
     assert tasks["load"]["retries"] == 1 and tasks["load"]["retry_delay"] == 5.0
-    assert tasks["transform"]["language"] == "python"
+    assert tasks["transform.summarise"]["language"] == "python"
+    assert tasks["transform.summarise"]["retries"] == 2  # the task group's default_args
+    assert tasks["route"]["_can_skip_downstream"] is True
+    assert tasks["check_order"]["_is_mapped"] is True  # expanded by the scheduler over filter_rows
+    assert tasks["check_order"]["op_kwargs_expand_input"]["type"] == "dict-of-lists"
+    assert tasks["audit"]["trigger_rule"] == "none_failed_min_one_success"
+    assert data["dag"]["task_group"]["children"]["transform"][0] == "taskgroup"
     assert run.import_errors in ({}, None)
 
 

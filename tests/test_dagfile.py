@@ -30,13 +30,14 @@ pytest.importorskip("airflow.providers.standard.decorators.stub")
 from airflow.dag_processing.dagbag import DagBag
 from airflow.serialization.serialized_objects import DagSerialization
 
-from bundle import Bundle, Param
+from bundle import Asset, Bundle, Param
 from bundle.core.provider import registry_of
 from bundle.introspection.serialization import dag_file_document
 from bundle.target import load_target
 from packer.dagdoc import bundle_document
 from packer.dagfile import LOCATION_DAG_KEYS, MARKER, STUB_ONLY_TASK_KEYS, DagFileError, render
 
+from .mapping_shapes import map_randomly
 from .serialization_compare import compare_serialized, loaded_view
 from .test_serialization import ALL_CASES, Case, build_bundle
 
@@ -144,13 +145,14 @@ def test_real_dag_processor_parses_generated_files(tmp_path: Path) -> None:
 
 def test_check_reports_a_drifted_file_with_a_diff(tmp_path: Path) -> None:
     drifted = tmp_path / "simple_dag.py"
-    drifted.write_text(EXAMPLE_DAG_FILE.read_text().replace("retries=2", "retries=3"))
+    drifted.write_text(EXAMPLE_DAG_FILE.read_text().replace("retries=1,", "retries=3,"))
     result = bundle_pack("dag-file", str(EXAMPLE), "--output", str(drifted), "--check")
     assert result.returncode == 1
-    assert '-    @task.stub(queue="python-bundle", retries=3)' in result.stdout
-    assert '+    @task.stub(queue="python-bundle", retries=2)' in result.stdout
+    stub = '    @task.stub(queue="python-bundle", retries={}, retry_delay=timedelta(seconds=5))'
+    assert "-" + stub.format(3) in result.stdout
+    assert "+" + stub.format(1) in result.stdout
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
-    assert "retries=3" in drifted.read_text()  # --check writes nothing
+    assert "retries=3," in drifted.read_text()  # --check writes nothing
     missing = bundle_pack("dag-file", str(EXAMPLE), "--output", str(tmp_path / "absent.py"), "--check")
     assert missing.returncode == 1 and "(missing)" in missing.stdout
     assert not (tmp_path / "absent.py").exists()
@@ -174,6 +176,14 @@ _TEXT = st.text(
 _WHEN = st.datetimes(
     min_value=datetime(2020, 1, 1), max_value=datetime(2030, 12, 31), timezones=st.just(timezone.utc)
 )
+# Assets, as outlets / inlets and asset schedules: names, URIs (sanitized), groups and extras.
+_ASSETS = st.builds(
+    Asset,
+    st.sampled_from(["orders", "a-b.c", "Übersicht", "x" * 60]),
+    st.none() | st.sampled_from(["s3://Bucket/orders/", "file:///tmp/x", "postgres://h:5432/db?b=1&a=2"]),
+    group=st.none() | st.sampled_from(["sales", ""]),
+    extra=st.none() | st.fixed_dictionaries({}, optional={"owner": _IDS, "n": st.integers(), "deep": st.just([{"k": None}])}),
+)  # fmt: skip
 _SECONDS = st.integers(min_value=1, max_value=7 * 86400) | st.sampled_from([60, 300, 3600, 86400, 1.5])
 _TASK_OPTIONS = st.fixed_dictionaries(
     {},
@@ -198,10 +208,16 @@ _TASK_OPTIONS = st.fixed_dictionaries(
         "task_display_name": _TEXT.filter(bool),
         "doc_md": _TEXT,
         "start_date": _WHEN,
+        "outlets": st.lists(_ASSETS, max_size=3),
+        "inlets": _ASSETS | st.lists(_ASSETS, max_size=2),
     },
 )
-_SCHEDULES = st.sampled_from([None, "@once", "@daily", "0 3 * * *", "*/5 * * * MON-FRI"]) | _SECONDS.map(
-    lambda s: timedelta(seconds=int(s) + 1)
+_SCHEDULES = (
+    st.sampled_from([None, "@once", "@daily", "0 3 * * *", "*/5 * * * MON-FRI"])
+    | _SECONDS.map(lambda s: timedelta(seconds=int(s) + 1))
+    | _ASSETS
+    | st.lists(_ASSETS, max_size=3)
+    | st.tuples(_ASSETS, _ASSETS, _ASSETS).map(lambda abc: (abc[0] & abc[1]) | abc[2])
 )
 
 
@@ -231,7 +247,17 @@ def random_bundles(draw: st.DrawFn) -> Bundle:
         ("catchup", st.booleans()),
         ("max_active_runs", st.integers(1, 20)),
         ("dagrun_timeout", _SECONDS.map(lambda s: timedelta(seconds=s))),
-        ("default_args", st.fixed_dictionaries({}, optional={"retries": st.integers(0, 3), "owner": _IDS})),
+        (
+            "default_args",
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "retries": st.integers(0, 3),
+                    "owner": _IDS,
+                    "outlets": st.lists(_ASSETS, max_size=2),
+                },
+            ),
+        ),
     ):
         if draw(st.booleans()):
             dag_options[key] = draw(strategy)
@@ -269,7 +295,10 @@ def random_bundles(draw: st.DrawFn) -> Bundle:
                     st.just(upstream.output[key] if key != "return_value" else upstream.output)
                     | st.sampled_from([3, "text", None, [1, 2.5], {"k": True}])
                 )
-            tasks[-1].bind(**arguments)
+            if draw(st.integers(0, 2)) == 0:  # mapped: .partial(...).expand(...) / .expand_kwargs(...)
+                map_randomly(draw, tasks[-1], arguments, tasks[:-1])
+            else:
+                tasks[-1].bind(**arguments)
     for later in range(1, len(tasks)):
         for earlier in draw(st.sets(st.integers(0, later - 1), max_size=2)):
             tasks[earlier] >> tasks[later]
@@ -433,7 +462,11 @@ def test_refuses_what_it_cannot_express() -> None:
     with pytest.raises(DagFileError) as raised:
         render(document, "cmd")
     message = str(raised.value)
-    assert "'simple_dag'" in message and "'transform'" in message and "'on_failure_callback'" in message
+    assert (
+        "'simple_dag'" in message
+        and "'transform.filter_rows'" in message
+        and "'on_failure_callback'" in message
+    )
     assert "\n" not in message
     document = document_of(load_target(str(EXAMPLE)))
     document.dags[0].serialized["dag"]["params"] = [

@@ -70,8 +70,10 @@ def test_serialization_equals_core_for_bound_edges_and_params() -> None:
         name: AirflowParam(d, description=desc, **schema) for name, (d, schema, desc) in PARAMS.items()
     } | {"plain": 5}
     with DAG("etl", schedule=None, params=params) as python:
-        extract, transform, load = (Noop(task_id=t) for t in ("extract", "transform", "load"))
-        Noop(task_id="report")
+        # `-> dict` makes extract and report multiple_outputs tasks, as Airflow's @task infers it
+        extract = Noop(task_id="extract", multiple_outputs=True)
+        transform, load = (Noop(task_id=t) for t in ("transform", "load"))
+        Noop(task_id="report", multiple_outputs=True)
         extract >> transform >> load
     ours = serialize_dag(b.registry.dags["etl"], fileloc="/x")
     DagSerialization.validate_schema(ours)

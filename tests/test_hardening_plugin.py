@@ -188,9 +188,15 @@ BUNDLE = """
         raise ValueError("planned failure")
 
 
+    # The concurrent test's two spawn runs meet here, so each helper thread logs while both run.
+    both_spawning = threading.Barrier(2, timeout=5)
+
+
     @dag.task
     def spawn(ctx: Context, log: logging.Logger) -> None:
         log.info("run %s spawning", ctx.ti.run_id)
+        if ctx.ti.run_id in ("run_s1", "run_s2"):
+            both_spawning.wait()
         helper = threading.Thread(target=lambda: logging.getLogger("helper").warning("from a helper thread"))
         helper.start()
         helper.join()

@@ -27,8 +27,6 @@ def _peer_schema() -> dict:
 
 SCHEMA = _peer_schema()
 NOT_SENT = {  # request types a bundle never sends, and why
-    "DeferTask": "needs a Python trigger class the triggerer can import",
-    "RescheduleTask": "sensor rescheduling is not offered",
     "AwaitInputTask": "human-in-the-loop is not offered",
     "CreateHITLDetailPayload": "human-in-the-loop is not offered",
     "UpdateHITLDetail": "unhandled by the 1.3.2 supervisor",
@@ -61,7 +59,12 @@ def example(spec: messages.MessageSpec, optional: bool) -> dict:
         if name not in spec.required and not optional:
             continue
         if name == "state":
-            body[name] = {"TaskState": "failed", "RetryTask": "up_for_retry"}.get(spec.type, "success")
+            body[name] = {
+                "TaskState": "failed",
+                "RetryTask": "up_for_retry",
+                "DeferTask": "deferred",
+                "RescheduleTask": "up_for_reschedule",
+            }.get(spec.type, "success")
             continue
         if name == "serialized_dags":
             body[name] = []
@@ -144,10 +147,13 @@ def test_peer_would_have_dropped_what_we_refuse():
 
 
 def test_access_levels_compose_per_mode():
-    write = {"type": "PutVariable", "key": "k", "value": "v", "description": None}
-    with pytest.raises(RequestNotAllowed, match="PutVariable is a write request"):
+    write = {"type": "SetXCom", "key": "k", "dag_id": "d", "run_id": "r", "task_id": "t", "value": 1}
+    with pytest.raises(RequestNotAllowed, match="SetXCom is a write request"):
         messages.validate_request(write, messages.DAG_PARSING_ACCESS)
     messages.validate_request(write, messages.TASK_ACCESS)
+    # The 1.3.2 DAG processor answers PutVariable (ToManager), so a parse may send it.
+    put = {"type": "PutVariable", "key": "k", "value": "v", "description": None}
+    messages.validate_request(put, messages.DAG_PARSING_ACCESS)
     messages.validate_request({"type": "GetVariable", "key": "k"}, messages.DAG_PARSING_ACCESS)
     messages.validate_request({"type": "MaskSecret", "value": "s"}, messages.DAG_PARSING_ACCESS)
     with pytest.raises(RequestNotAllowed):

@@ -18,6 +18,7 @@ import pytest
 
 from tests.fixtures.packer.support import (
     EXAMPLE,
+    EXAMPLE_TASKS,
     MULTIFILE,
     PROBE,
     bare_env,
@@ -139,16 +140,4 @@ def test_coordinator_dag_parsing_on_a_bare_python(packed, tmp_path):
     )
     assert parsed.errors == [], parsed.describe()
     assert parsed.dag_ids == ["simple_dag"]
-    assert parsed.loaded_dags["simple_dag"]["task_ids"] == [
-        "audit",
-        "extract",
-        "load",
-        "notify",
-        "transform",
-    ] or sorted(parsed.loaded_dags["simple_dag"]["task_ids"]) == [
-        "audit",
-        "extract",
-        "load",
-        "notify",
-        "transform",
-    ]
+    assert sorted(parsed.loaded_dags["simple_dag"]["task_ids"]) == sorted(EXAMPLE_TASKS)

@@ -104,10 +104,14 @@ def test_zip_bundle_layout_and_manifest(packed):
           simple_dag:
             tasks:
               - extract
-              - transform
+              - transform.filter_rows
+              - transform.summarise
+              - check_order
+              - route
               - load
-              - notify
+              - report_empty
               - audit
+              - notify
         """)
         + VENDORED
     )
@@ -131,10 +135,14 @@ def test_executable_bundle_layout_and_manifest(packed):
           simple_dag:
             tasks:
               - "extract"
-              - "transform"
+              - "transform.filter_rows"
+              - "transform.summarise"
+              - "check_order"
+              - "route"
               - "load"
-              - "notify"
+              - "report_empty"
               - "audit"
+              - "notify"
         """)
         + VENDORED
     )

@@ -89,28 +89,39 @@ def test_a_task_succeeds_and_its_state_is_reported(roots, tmp_path):
 
 
 def test_the_whole_dag_success_retry_and_skip(roots, tmp_path):
+    """Every task the scheduler would start, in order, each through ExecutableCoordinator: bound
+    arguments read back what the upstream tasks pushed, route's branch sends the skip of
+    report_empty (which the scheduler then never starts), notify skips itself."""
     api = new_api()
     outcomes = []
     for task_id, try_number in (
         ("extract", 1),
-        ("transform", 1),
+        ("transform.filter_rows", 1),
+        ("transform.summarise", 1),
+        ("route", 1),
         ("load", 1),
         ("load", 2),
-        ("notify", 1),
         ("audit", 1),
+        ("notify", 1),
     ):
         task = run_task(roots, tmp_path, api, task_id, try_number=try_number)
         assert task.exception is None, task.describe()
         outcomes.append((task_id, try_number, task.exit_code, task.state))
     assert outcomes == [
         ("extract", 1, 0, "success"),
-        ("transform", 1, 0, "success"),
+        ("transform.filter_rows", 1, 0, "success"),
+        ("transform.summarise", 1, 0, "success"),
+        ("route", 1, 0, "success"),
         ("load", 1, 0, "up_for_retry"),
         ("load", 2, 0, "success"),
-        ("notify", 1, 0, "skipped"),
         ("audit", 1, 0, "success"),
+        ("notify", 1, 0, "skipped"),
     ]
-    assert api.xcom("simple_dag", RUN_ID, "load", "loaded_rows") == 3
+    [skip] = api.calls_to("PATCH", "*/skip-downstream")
+    assert skip.status == 204 and skip.json == {"tasks": [["report_empty", -1]]}
+    assert api.xcom("simple_dag", RUN_ID, "route", "skipmixin_key") == {"followed": ["load"]}
+    assert api.xcom("simple_dag", RUN_ID, "transform.summarise", "return_value")["total"] == 50.75
+    assert api.xcom("simple_dag", RUN_ID, "load", "return_value") == 3
     assert api.xcom("simple_dag", RUN_ID, "audit", "return_value") == {"run_id": RUN_ID, "loaded_rows": 3}
     api.assert_clean()
 

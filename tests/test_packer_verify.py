@@ -20,7 +20,14 @@ import pytest
 
 from packer.trailer import assemble, parse_bundle
 from packer.zipbundle import Entry, build_zip
-from tests.fixtures.packer.support import EXAMPLE, bundle_pack, clean_env, ensure_airflow_home, run
+from tests.fixtures.packer.support import (
+    EXAMPLE,
+    EXAMPLE_TASKS,
+    bundle_pack,
+    clean_env,
+    ensure_airflow_home,
+    run,
+)
 
 
 @functools.cache
@@ -76,13 +83,11 @@ def test_verify_passes_on_both_formats(good):
         assert result.returncode == 0, result.stderr
         assert result.stderr == ""
         assert result.text.startswith(f"OK {path}: {fmt} bundle (sdk=python/")
-        assert result.text.endswith(", dags=1, tasks=5)\n")
+        assert result.text.endswith(f", dags=1, tasks={len(EXAMPLE_TASKS)})\n")
 
 
 def test_released_reader_routes_the_good_executable_bundle(good, tmp_path):
-    assert released_reader(good["executable"])["dags"] == {
-        "simple_dag": {"tasks": ["extract", "transform", "load", "notify", "audit"]}
-    }
+    assert released_reader(good["executable"])["dags"] == {"simple_dag": {"tasks": EXAMPLE_TASKS}}
     root = tmp_path / "roots" / "nested"
     root.mkdir(parents=True)
     write_bundle(root / "bundle", good["executable"].read_bytes())
@@ -255,7 +260,7 @@ def test_non_canonical_manifest_is_a_warning_only(good, tmp_path):
         % (parse_bundle(good["executable"].read_bytes()).metadata.split(b'version: "')[2].split(b'"')[0])
     )
     metadata += b'supervisor_schema_version: "2026-06-16"}\nsource: example_dags.py\n'
-    metadata += b"dags: {simple_dag: {tasks: [extract, transform, load, notify, audit]}}\n"
+    metadata += b"dags: {simple_dag: {tasks: [%s]}}\n" % ", ".join(EXAMPLE_TASKS).encode()
     path = write_bundle(tmp_path / "bundle", rebuilt(good["executable"], metadata=metadata))
     result = verify(path)
     assert result.returncode == 0, result.stderr

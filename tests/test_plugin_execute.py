@@ -101,11 +101,14 @@ def test_success_run_xcom_and_state(api, server, env, tmp_path) -> None:
     host, error, _ = run({**env, "AIRFLOW__LOGGING__LOGGING_LEVEL": "DEBUG"}, request)
     assert error is None, error
     api.assert_clean()
-    xcom = f"/xcoms/simple_dag/{RUN_ID}/extract/return_value"
+    xcom = f"/xcoms/simple_dag/{RUN_ID}/extract"
     assert calls(api) == [
         ("PATCH", f"/task-instances/{ti}/run"),
         ("GET", "/connections/orders_db"),
-        ("POST", xcom),
+        # extract is `-> dict`: multiple_outputs inferred as by Airflow's @task, keys first
+        ("POST", f"{xcom}/source"),
+        ("POST", f"{xcom}/rows"),
+        ("POST", f"{xcom}/return_value"),
         ("PATCH", f"/task-instances/{ti}/state"),
     ]
     assert api.ti_state(ti) == "success"
@@ -132,26 +135,43 @@ def test_success_run_xcom_and_state(api, server, env, tmp_path) -> None:
     assert "Task succeeded" in messages
 
 
-def test_transform_reads_variables_and_xcoms(api, env) -> None:
+SUMMARY = {"currency": "EUR", "rows": [{"order_id": 1, "amount": 12.5}], "total": 12.5}
+
+
+def test_task_group_tasks_pass_data_through_xcoms(api, env) -> None:
+    """transform.filter_rows gets extract's output as its argument (GET /xcoms/...), and
+    transform.summarise gets filter_rows' output the same way: TaskFlow data passing in plugin mode."""
     api.xcoms[("simple_dag", RUN_ID, "extract", "return_value", -1)] = {
         "source": "db",
         "rows": [{"order_id": 1, "amount": 12.5}, {"order_id": 2, "amount": 3.0}],
     }
-    ti = api.add_task_instance(dag_id="simple_dag", run_id=RUN_ID, task_id="transform", state="queued")
-    _, error, _ = run(env, execute_request(ti_id=ti, task_id="transform"))
-    assert error is None
-    api.assert_clean()
-    assert api.ti_state(ti) == "success"
-    assert api.xcom("simple_dag", RUN_ID, "transform", "return_value") == {
-        "currency": "EUR",
-        "rows": [{"order_id": 1, "amount": 12.5}],
-        "total": 12.5,
-    }
+    for task_id in ("transform.filter_rows", "transform.summarise"):
+        ti = api.add_task_instance(dag_id="simple_dag", run_id=RUN_ID, task_id=task_id, state="queued")
+        _, error, _ = run(env, execute_request(ti_id=ti, task_id=task_id))
+        assert error is None
+        api.assert_clean()
+        assert api.ti_state(ti) == "success"
+    assert api.xcom("simple_dag", RUN_ID, "transform.summarise", "return_value") == SUMMARY
     paths = [p for _, p in calls(api)]
+    assert f"/xcoms/simple_dag/{RUN_ID}/extract/return_value" in paths
+    assert f"/xcoms/simple_dag/{RUN_ID}/transform.filter_rows/return_value" in paths
     assert "/variables/min_amount" in paths and "/variables/transform_settings" in paths
 
 
+def test_branch_skips_the_path_not_followed(api, env) -> None:
+    api.xcoms[("simple_dag", RUN_ID, "transform.summarise", "return_value", -1)] = {**SUMMARY, "rows": []}
+    ti = api.add_task_instance(dag_id="simple_dag", run_id=RUN_ID, task_id="route", state="queued")
+    _, error, _ = run(env, execute_request(ti_id=ti, task_id="route"))
+    assert error is None
+    api.assert_clean()
+    assert api.ti_state(ti) == "success"
+    [skip] = [c for c in api.calls if c.path.endswith("/skip-downstream")]
+    assert skip.json == {"tasks": [["load", -1]]}
+    assert api.xcom("simple_dag", RUN_ID, "route", "skipmixin_key") == {"followed": ["report_empty"]}
+
+
 def test_task_failure_is_reported_and_execute_succeeds(api, env, tmp_path) -> None:
+    api.xcoms[("simple_dag", RUN_ID, "transform.summarise", "return_value", -1)] = SUMMARY
     ti = api.add_task_instance(dag_id="simple_dag", run_id=RUN_ID, task_id="load", state="queued")
     _, error, _ = run(
         env, execute_request(ti_id=ti, task_id="load", log_path=LOG_PATH.format(task="load", n=1))
@@ -166,6 +186,7 @@ def test_task_failure_is_reported_and_execute_succeeds(api, env, tmp_path) -> No
 
 def test_failure_with_retries_left_is_up_for_retry(api, env) -> None:
     api.max_tries = 1
+    api.xcoms[("simple_dag", RUN_ID, "transform.summarise", "return_value", -1)] = SUMMARY
     ti = api.add_task_instance(dag_id="simple_dag", run_id=RUN_ID, task_id="load", state="queued")
     _, error, _ = run(env, execute_request(ti_id=ti, task_id="load"))
     assert error is None
@@ -175,11 +196,7 @@ def test_failure_with_retries_left_is_up_for_retry(api, env) -> None:
 
 
 def test_retry_succeeds_and_masks_sensitive_variable(api, env, tmp_path) -> None:
-    api.xcoms[("simple_dag", RUN_ID, "transform", "return_value", -1)] = {
-        "currency": "EUR",
-        "rows": [{"order_id": 1, "amount": 12.5}],
-        "total": 12.5,
-    }
+    api.xcoms[("simple_dag", RUN_ID, "transform.summarise", "return_value", -1)] = SUMMARY
     ti = api.add_task_instance(
         dag_id="simple_dag", run_id=RUN_ID, task_id="load", state="queued", try_number=2
     )
@@ -190,13 +207,14 @@ def test_retry_succeeds_and_masks_sensitive_variable(api, env, tmp_path) -> None
     assert error is None
     api.assert_clean()
     assert api.ti_state(ti) == "success"
-    assert api.xcom("simple_dag", RUN_ID, "load", "loaded_rows") == 1
+    assert api.xcom("simple_dag", RUN_ID, "load", "return_value") == 1
     text = json.dumps(log_events(tmp_path, "load", 2))
     assert "Loading 1 rows (total 12.50 EUR) with token ***" in text
     assert "s3cr3t-warehouse-token" not in text
 
 
 def test_skip(api, env) -> None:
+    api.xcoms[("simple_dag", RUN_ID, "audit", "return_value", -1)] = {"run_id": RUN_ID, "loaded_rows": 1}
     ti = api.add_task_instance(dag_id="simple_dag", run_id=RUN_ID, task_id="notify", state="queued")
     _, error, _ = run(env, execute_request(ti_id=ti, task_id="notify"))
     assert error is None

@@ -46,9 +46,9 @@ Builder = Callable[[Callable[[str], Any], Callable[..., Any]], None]
 
 def nested(task: Callable[[str], Any], group: Callable[..., Any]) -> None:
     a = task("a")
-    with group("outer", tooltip="tt", default_args={"retries": 3, "pool": "p"}) as outer:
+    with group("outer", tooltip="tt", default_args={"retries": 3, "pool": "p"}, doc_md="# Outer") as outer:
         b = task("b")
-        with group("inner", prefix_group_id=False, ui_color="red") as inner:
+        with group("inner", prefix_group_id=False, ui_color="red", doc_md="two\n\n*lines*") as inner:
             task("c")
             with group("deep", group_display_name="Deep", ui_fgcolor="#fff"):
                 task("e")
@@ -198,7 +198,11 @@ def test_data_passing_inside_and_across_groups() -> None:
         (lambda d: d.task_group("a.b"), "task group id 'a.b' may contain only letters"),
         (lambda d: d.task_group("g", tooltip=3), "tooltip must be a str"),
         (lambda d: d.task_group("g", default_args={"retriez": 1}), "unknown attribute 'retriez'"),
-        (lambda d: d.task_group("g", doc_md="x"), "unexpected keyword argument 'doc_md'"),
+        (lambda d: d.task_group("g", doc_md=3), "task group 'g' in dag 'd': doc_md must be a str or None"),
+        (
+            lambda d: d.task_group("g", colour="red"),
+            "dag 'd': task group 'g': unknown attribute 'colour'; Airflow's TaskGroup names are: default_args",
+        ),
         (
             lambda d: d.add_task_with_name("t", _noop) >> d.task_group("g"),
             "task group 'g' has no tasks yet",
@@ -207,7 +211,7 @@ def test_data_passing_inside_and_across_groups() -> None:
 )
 def test_registration_errors_name_the_ids(build: Callable[[Any], Any], message: str) -> None:
     dag = Bundle("b").dag("d")
-    with pytest.raises((RegistrationError, TypeError), match=message):
+    with pytest.raises(RegistrationError, match=message):
         build(dag)
 
 
@@ -243,3 +247,16 @@ def test_bundle_run_runs_groups_with_their_default_args(tmp_path: Path) -> None:
     assert [t["state"] for t in run.tries("process.stats.peak")] == ["up_for_retry", "success"]
     assert run.xcom("finish") == {"total": 12, "peak": 6}
     assert "process.stats.peak" in run.stdout
+
+
+def test_group_doc_md_naming_a_markdown_file_is_read_as_airflow_reads_it(tmp_path: Path) -> None:
+    doc = tmp_path / "group.md"
+    doc.write_text("# From a file\n")
+    missing = str(tmp_path / "missing.md")
+    dag = Bundle("b").dag("d")
+    with DAG("d", schedule=None):
+        for name, given in (("read", str(doc)), ("kept", missing), ("plain", "text.md here")):
+            ours = dag.task_group(name, doc_md=given).doc_md
+            assert ours == TaskGroup(name, doc_md=given).doc_md
+    assert dag.root_group.children["read"].doc_md == "# From a file\n"
+    assert dag.root_group.children["kept"].doc_md == missing

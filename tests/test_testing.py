@@ -79,7 +79,7 @@ def uses_everything(log: logging.Logger, client: Client, ctx: Context) -> dict:
     log.info("hello from %s", ctx.task_id)
     conn = client.get_connection("c")
     client.set_variable("out", "written")
-    client.push_xcom("extra", 1)
+    client.push_xcom("pushed", 1)
     try:
         client.get_variable("missing")
     except VariableNotFound:
@@ -98,7 +98,9 @@ def uses_everything(log: logging.Logger, client: Client, ctx: Context) -> dict:
 def test_success_pushes_return_value():
     result = run_task(b, "d", "returns_dict", try_number=2, conf={"x": 1})
     assert result.state == "success"
-    assert result.xcoms == {"return_value": {"dag": "d", "task": "returns_dict", "try": 2, "conf": {"x": 1}}}
+    value = {"dag": "d", "task": "returns_dict", "try": 2, "conf": {"x": 1}}
+    # `-> dict` infers multiple_outputs, as Airflow's @task does: each key is pushed too
+    assert result.xcoms == {"return_value": value, **value}
 
 
 def test_none_pushes_nothing():
@@ -165,7 +167,8 @@ def test_fake_client_records_everything():
         "extra": {"token": "t0ken-value"},
         "upstream": {"upstream": True},
     }
-    assert result.xcoms["extra"] == 1
+    assert result.xcoms["pushed"] == 1
+    assert result.xcoms["extra"] == {"token": "t0ken-value"}  # `-> dict`: multiple_outputs inferred
     assert client.variables["out"] == "written"
     assert "p@ss word" in client.masked and {"token": "t0ken-value"} in client.masked
     assert [r["type"] for r in client.requests][:2] == ["GetConnection", "MaskSecret"]

@@ -1,7 +1,8 @@
 """Task execution under the supervisor: StartupDetails in, exactly one terminal message out.
 
 ``SucceedTask`` (after the return value was pushed), ``RetryTask`` when the run allows a retry, or
-``TaskState`` failed / skipped / removed. SIGTERM and SIGINT set the task's cancellation flag; a
+``TaskState`` failed / skipped / removed, ``RescheduleTask`` for a reschedule-mode sensor not done yet.
+SIGTERM and SIGINT set the task's cancellation flag; a
 task that has not finished after the grace period is reported failed and the process exits, before
 the supervisor's own SIGKILL escalation (5 s) can leave the task instance without a state.
 
@@ -22,14 +23,17 @@ from datetime import datetime, timedelta, timezone
 from ..core.client import MessageClient
 from ..core.context import Context, DagRunInfo, TaskInstanceInfo
 from ..core.execution import (
+    DEFERRED,
     FAILED,
     REMOVED,
     SKIPPED,
     SUCCESS,
+    UP_FOR_RESCHEDULE,
     UP_FOR_RETRY,
     TaskOutcome,
     execute_task,
     failure_outcome,
+    run_finalizers,
     runtime_log,
 )
 from ..core.masking import masker
@@ -77,8 +81,11 @@ def context_from_startup(startup: dict[str, Any]) -> Context:
         start_date=dag_run.get("start_date"),
         run_type=dag_run.get("run_type"),
         conf=dag_run.get("conf") or {},
+        consumed_asset_events=dag_run.get("consumed_asset_events") or (),
     )
-    return Context(ti=task_instance, dag_run=run, should_retry=bool(ti_context.get("should_retry")))
+    context = Context(ti=task_instance, dag_run=run, should_retry=bool(ti_context.get("should_retry")))
+    context.task_reschedule_count = int(ti_context.get("task_reschedule_count") or 0)
+    return context
 
 
 def terminal_message(outcome: TaskOutcome) -> dict[str, Any]:
@@ -88,8 +95,8 @@ def terminal_message(outcome: TaskOutcome) -> dict[str, Any]:
             "type": "SucceedTask",
             "state": SUCCESS,
             "end_date": now,
-            "task_outlets": [],
-            "outlet_events": [],
+            # the task's outlets and the extras it set: Airflow creates asset events from these
+            **(outcome.assets or {"task_outlets": [], "outlet_events": []}),
         }
     if outcome.state == UP_FOR_RETRY:
         # The reason is the exception text and goes to the Execution API as is (it is not a log
@@ -98,14 +105,27 @@ def terminal_message(outcome: TaskOutcome) -> dict[str, Any]:
         return {"type": "RetryTask", "state": UP_FOR_RETRY, "end_date": now, "retry_reason": reason}
     if outcome.state in (FAILED, SKIPPED, REMOVED):
         return {"type": "TaskState", "state": outcome.state, "end_date": now}
+    if outcome.state == UP_FOR_RESCHEDULE:  # a reschedule-mode sensor; Airflow's RescheduleTask
+        return {
+            "type": "RescheduleTask",
+            "state": UP_FOR_RESCHEDULE,
+            "reschedule_date": outcome.reschedule_date,
+            "end_date": now,
+        }
+    if outcome.state == DEFERRED and outcome.defer is not None:  # ctx.defer (bundle.core.deferral)
+        return dict(outcome.defer)
     raise ValueError(f"unknown task state {outcome.state!r}")
+
+
+_LABELLED = frozenset({"SucceedTask", "RetryTask", "TaskState", "DeferTask", "AwaitInputTask"})
 
 
 class _Terminal:
     """Sends the one terminal message, whichever thread (task or grace timer) gets there first."""
 
-    def __init__(self, channel: CommChannel):
+    def __init__(self, channel: CommChannel, context: Context | None = None):
         self._channel = channel
+        self._context = context
         self._lock = threading.Lock()
         self.sent = False
 
@@ -115,6 +135,11 @@ class _Terminal:
                 return False
             self.sent = True
             body = terminal_message(outcome)
+            label = getattr(self._context, "map_label", None)
+            if label is not None and label.text and body["type"] in _LABELLED:
+                # The supervisor stores the terminal message's label over the one sent before
+                # (a missing one as null): repeat it (bundle.core.mapped.MapLabel).
+                body["rendered_map_index"] = label.text
             validate_request(body, TASK_ACCESS)
             try:
                 self._channel.request(body, timeout=TERMINAL_REPLY_TIMEOUT_SECONDS)
@@ -132,8 +157,9 @@ def run_task(
         runtime_log().error("Malformed StartupDetails from the supervisor: %s: %s", type(exc).__name__, exc)
         return 1
     client = MessageClient(channel.request, context.ti, TASK_ACCESS)
-    terminal = _Terminal(channel)
+    terminal = _Terminal(channel, context)
     _install_cancellation(context, terminal, log_pipe)
+    registry = None
     try:
         registry = registry_of(provider)
     except Exception as exc:
@@ -145,6 +171,7 @@ def run_task(
             context,
             client,
             xcom_keys_to_clear=(startup.get("ti_context") or {}).get("xcom_keys_to_clear") or (),
+            resume=_resume_of(startup),
             watchdog=_timeout_backstop(context, terminal, log_pipe),
         )
     try:
@@ -152,15 +179,25 @@ def run_task(
     except ProtocolError as exc:
         runtime_log().error("Could not report the task's state to the supervisor: %s", exc)
         return 1
+    if registry is not None:  # Airflow's finalize(): on_*_callback run after the terminal message
+        run_finalizers(registry, context, client, outcome)
     return 0
+
+
+def _resume_of(startup: dict[str, Any]) -> tuple[str, Any] | None:
+    """``(next_method, next_kwargs)`` of a task resumed after a deferral, else None."""
+    ti_context = startup.get("ti_context") or {}
+    next_method = ti_context.get("next_method")
+    return (next_method, ti_context.get("next_kwargs")) if next_method else None
 
 
 def _install_cancellation(context: Context, terminal: _Terminal, log_pipe: LogPipe) -> None:
     grace = _grace_seconds()
 
     def expire() -> None:
-        if terminal.sent:
-            return
+        if terminal.sent:  # only callbacks run after the terminal message: end them, keep the state
+            log_pipe.close()
+            os._exit(0)
         runtime_log().error("Task did not stop within %.1f s of the stop request; reporting failed", grace)
         try:
             terminal.send(TaskOutcome(FAILED, reason="task was cancelled and did not stop in time"))

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 
 from .errors import AirflowApiError, ConnectionNotFound, InvalidRequest, NotFound, VariableNotFound
 from .masking import is_sensitive_name, masker
-from .messages import TASK_ACCESS, Access, check_access, is_json, validate_request
+from .messages import TASK_ACCESS, Workload, check_access, is_json, validate_request
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -96,10 +96,17 @@ def _require_str(what: str, value: Any) -> None:
 class MessageClient:
     """The one implementation of ``Client``; see the module docstring."""
 
-    def __init__(self, transport: Transport, ti: TaskInstanceInfo | None, access: Access = TASK_ACCESS):
+    def __init__(self, transport: Transport, ti: TaskInstanceInfo | None, access: Workload = TASK_ACCESS):
         self._transport = transport
         self._ti = ti
         self._access = access
+
+    def restricted(self, access: Workload) -> MessageClient:
+        """The same transport and task instance, limited to ``access`` (a callback's client)."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone._access = access
+        return clone
 
     # -- plumbing ---------------------------------------------------------------------------
     def request(self, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -408,6 +415,34 @@ class MessageClient:
             else {"type": "GetAssetByUri", "uri": uri}
         )
         return _strip(self._call(body))
+
+    def get_asset_events(
+        self,
+        *,
+        name: str | None = None,
+        uri: str | None = None,
+        after: datetime | None = None,
+        before: datetime | None = None,
+        limit: int | None = None,
+        ascending: bool = True,
+    ) -> list[Any]:
+        """An asset's events (``GetAssetEventByAsset``), oldest first unless ``ascending=False``,
+        as ``bundle.AssetEvent`` records (``.extra``, ``.asset``, ``.source_dag_id``, ...);
+        ``ctx.inlet_events[asset]`` is the same for an inlet."""
+        if name is None and uri is None:
+            raise ValueError("Either asset_name or asset_uri must be provided")
+        from .asset_events import events_from_answer  # only tasks that read events load it
+
+        body = {
+            "type": "GetAssetEventByAsset",
+            "name": name,
+            "uri": uri,
+            "after": after,
+            "before": before,
+            "limit": limit,
+            "ascending": ascending,
+        }
+        return events_from_answer(self._call(body))
 
     # -- task state store -------------------------------------------------------------------
     def get_task_state(self, key: str, default: Any = NOTSET) -> Any:

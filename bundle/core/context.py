@@ -17,7 +17,7 @@ from .records import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
-    from typing import Any
+    from typing import Any, NoReturn
 
 # Records (NamedTuple behaviour, see records.py) rather than dataclasses: ``dataclasses`` imports
 # ``inspect``, which coordinator start-up (once per task) would pay for.
@@ -52,6 +52,9 @@ class DagRunInfo(Record):
     start_date: datetime | None = None
     run_type: str | None = None
     conf: Mapping[str, Any] = MappingProxyType({})
+    # ``dag_run.consumed_asset_events``: the asset events that triggered an asset-scheduled run, as
+    # the peer sent them (``Context.triggering_asset_events`` reads them).
+    consumed_asset_events: tuple[Any, ...] | list[Any] = ()
 
 
 class Context:
@@ -64,7 +67,16 @@ class Context:
     refused); long-running tasks should check ``is_cancelled()`` or call ``raise_if_cancelled()``.
     """
 
-    __slots__ = ("cancelled", "dag_run", "params", "should_retry", "ti")
+    __slots__ = (
+        "_assets",
+        "cancelled",
+        "dag_run",
+        "map_label",
+        "params",
+        "should_retry",
+        "task_reschedule_count",
+        "ti",
+    )
 
     def __init__(self, ti: TaskInstanceInfo, dag_run: DagRunInfo, should_retry: bool = False):
         self.ti = ti
@@ -74,6 +86,14 @@ class Context:
         # The DAG's params merged with dag_run.conf (conf wins), validated: set by the runtime
         # before the task runs (``bundle.core.execution``), as Airflow's ``context["params"]``.
         self.params: dict[str, Any] = {}
+        # ``ti_context.task_reschedule_count``: how often this try was rescheduled (sensors in
+        # reschedule mode count their total timeout from the first reschedule when it is > 0).
+        self.task_reschedule_count = 0
+        # ``bundle.core.asset_events.AssetState``: outlet/inlet event accessors, made on first use.
+        self._assets: Any = None
+        # ``bundle.core.mapped.MapLabel``: the rendered ``map_index_template`` (``.text``), which
+        # every terminal message repeats; None for a task without one.
+        self.map_label: Any = None
 
     def __repr__(self) -> str:
         return f"Context(ti={self.ti!r}, dag_run={self.dag_run!r}, should_retry={self.should_retry})"
@@ -94,6 +114,27 @@ class Context:
     def try_number(self) -> int:
         return self.ti.try_number
 
+    # -- assets (``bundle.core.asset_events``, loaded only by tasks that use them) ---------------
+    @property
+    def outlet_events(self) -> Any:
+        """Airflow's ``context["outlet_events"]``: ``ctx.outlet_events[asset].extra["k"] = v`` puts
+        ``k`` in the extra of the asset event the task's success emits for that outlet."""
+        return _asset_state(self).outlet_events
+
+    @property
+    def inlet_events(self) -> Any:
+        """Airflow's ``context["inlet_events"]``: ``ctx.inlet_events[asset]`` (an inlet, or its
+        index in ``inlets``) is the asset's events, read with one ``GetAssetEventByAsset`` on first
+        use; ``.after(...)``, ``.before(...)``, ``.limit(n)``, ``.ascending(False)`` refine it."""
+        return _asset_state(self).inlet_events
+
+    @property
+    def triggering_asset_events(self) -> Any:
+        """Airflow's ``context["triggering_asset_events"]``: for an asset-triggered run, ``{asset:
+        [AssetEvent, ...]}`` of the events that triggered it (from the run's
+        ``consumed_asset_events``; no request)."""
+        return _asset_state(self).triggering_asset_events
+
     def is_cancelled(self) -> bool:
         return self.cancelled.is_set()
 
@@ -101,6 +142,40 @@ class Context:
         if self.cancelled.is_set():
             raise TaskCancelled(f"task {self.ti.task_id!r} was asked to stop")
 
+    def defer(
+        self,
+        *,
+        trigger: Any,
+        method_name: str | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        timeout: Any = None,
+    ) -> NoReturn:
+        """Suspend the task until ``trigger`` (``bundle.triggers``) fires on Airflow's triggerer,
+        then resume it with the resume function ``method_name`` (``@task.resume``; ``None``: the
+        task's only one), called with ``kwargs`` and the trigger's ``event``. ``timeout``
+        (timedelta or seconds) fails the task with ``TaskDeferralTimeout`` if the trigger has not
+        fired by then. Raises ``TaskDeferred``, like Airflow's ``BaseOperator.defer``."""
+        from .deferral import defer
+
+        raise defer(trigger, method_name, kwargs, timeout)
+
+    def trigger_dag_run(self, trigger_dag_id: str, **options: Any) -> NoReturn:
+        """Trigger a run of another DAG and end this task, like Airflow's ``TriggerDagRunOperator``
+        (same options: ``trigger_run_id``, ``conf``, ``logical_date``, ``reset_dag_run``,
+        ``wait_for_completion``, ``poke_interval``, ``allowed_states``, ``failed_states``,
+        ``skip_when_already_exists``, ``deferrable``, ``note``). See ``bundle.core.trigger_dagrun``."""
+        from .trigger_dagrun import request
+
+        raise request(trigger_dag_id, **options)
+
     def wait_cancelled(self, timeout: float | None = None) -> bool:
         """Sleep up to ``timeout`` seconds, waking early (and returning True) on cancellation."""
         return self.cancelled.wait(timeout)
+
+
+def _asset_state(context: Context) -> Any:
+    if context._assets is None:
+        from .asset_events import AssetState
+
+        context._assets = AssetState(context)
+    return context._assets

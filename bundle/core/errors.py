@@ -80,4 +80,21 @@ class InvalidRequest(ValueError):
 
 
 class RequestNotAllowed(PermissionError):
-    """A request outside the access levels of the current mode (e.g. a write while parsing DAGs)."""
+    """A request outside the access levels of the current workload (a write from a callback, a
+    task-lifecycle request while parsing DAGs), refused before it reaches the supervisor.
+
+    ``request_type`` is the ``ToSupervisor`` type, ``group`` its access level (``"write"``, ...),
+    ``workload`` who tried (``"task"``, ``"callback"``, ``"DAG parse"``): docs/access-levels.md."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request_type: str | None = None,
+        group: str | None = None,
+        workload: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.request_type = request_type
+        self.group = group
+        self.workload = workload

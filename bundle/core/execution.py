@@ -6,7 +6,8 @@ exception (``TaskTimeout`` included) fails or asks for a retry when the run has 
 unknown task is ``removed``. A branch or short-circuit task then skips downstream tasks
 (``bundle.core.authoring.branching``; after a skip its return value is not pushed). Before the task runs, the XComs of earlier tries that Airflow lists in
 ``xcom_keys_to_clear`` are deleted, and ``execution_timeout`` bounds the task's call (not its XCom
-push), both as Airflow's Python task runner does (``bundle.core.timeouts``).
+push), both as Airflow's Python task runner does (``bundle.core.timeouts``). A sensor's function is
+poked by ``bundle.core.sensing`` instead (``up_for_reschedule`` when a reschedule-mode poke is not done).
 Modes only translate the ``TaskOutcome`` into their peer's terminal message.
 """
 
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from .client import Client
 from .context import Context
 from .errors import FailTask, SkipTask, TaskTimeout
+from .options import CALLBACK_OPTIONS
 from .records import Record
 from .registry import Registry, Task
 from .runtime_log import runtime_log
@@ -25,11 +27,14 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
     import logging
     from collections.abc import Iterable
+    from datetime import datetime
     from typing import Any
 
     from .timeouts import Watchdog
 
 SUCCESS, UP_FOR_RETRY, FAILED, SKIPPED, REMOVED = "success", "up_for_retry", "failed", "skipped", "removed"
+UP_FOR_RESCHEDULE = "up_for_reschedule"  # a reschedule-mode sensor not done yet (bundle.core.sensing)
+DEFERRED = "deferred"  # the task deferred to a trigger (bundle.core.deferral)
 
 
 class TaskOutcome(Record):
@@ -37,6 +42,13 @@ class TaskOutcome(Record):
     return_value: Any = None
     error: BaseException | None = None
     reason: str | None = None
+    reschedule_date: datetime | None = None  # up_for_reschedule: when the sensor pokes again
+    # success: {"task_outlets": [...], "outlet_events": [...]} for SucceedTask (bundle.core.asset_events);
+    # None for a task that neither declares outlets / inlets nor touched ctx.outlet_events
+    assets: dict[str, Any] | None = None
+    defer: dict[str, Any] | None = None  # deferred: the DeferTask body (bundle.core.deferral)
+    # the rendered map_index_template a mode repeats in its terminal state (bundle.core.mapped)
+    rendered_map_index: str | None = None
 
 
 def execute_task(
@@ -47,8 +59,12 @@ def execute_task(
     xcom_keys_to_clear: Iterable[str] = (),
     watchdog: Watchdog | None = None,
     arguments: Mapping[str, Any] | None = None,
+    resume: tuple[str, Any] | None = None,
 ) -> TaskOutcome:
     """Find, bind and run the task named by ``context.ti``; never raises for task errors.
+
+    ``resume``: ``(ti_context.next_method, next_kwargs)`` of a task resumed after a deferral: the
+    named resume function runs instead of the task function and no XComs are cleared.
 
     ``xcom_keys_to_clear``: the run context's list of XComs earlier tries pushed, deleted first
     (one ``DeleteXCom`` each; a failure there fails the task, as in Airflow). ``watchdog``: the
@@ -62,18 +78,50 @@ def execute_task(
         log().error("Task not registered: %s", reason)
         return TaskOutcome(REMOVED, reason=reason)
     try:
-        _clear_xcoms(client, xcom_keys_to_clear)
+        if resume is None:
+            _clear_xcoms(client, xcom_keys_to_clear)
         context.params = _params(task, context)
-        result = invoke(task, context, client, watchdog=watchdog, arguments=arguments)
+        options = task.effective_options
+        if options.get("outlets") or options.get("inlets"):  # only tasks with assets load them
+            from .asset_events import prepare
+
+            prepare(task, context, client)
+        if options.get("on_execute_callback"):  # as Airflow: just before execute; never fails it
+            from .callbacks import run_callbacks  # only tasks with callbacks load them
+
+            run_callbacks(task, "on_execute_callback", context, client)
+        if task.sensor is not None:  # only sensors load the poke loop
+            from .sensing import Rescheduled, run_sensor
+
+            result = run_sensor(task, context, client, watchdog=watchdog, arguments=arguments)
+            if isinstance(result, Rescheduled):
+                return TaskOutcome(UP_FOR_RESCHEDULE, reschedule_date=result.reschedule_date)
+        elif resume is not None:  # only resumed tasks load it
+            from .deferral import resume_task
+
+            if options.get("map_index_template") is not None:  # its label, rendered again as in Airflow
+                from .mapped import label_on_resume
+
+                label_on_resume(task, context, client)
+            result = resume_task(task, context, client, resume, watchdog)
+        else:
+            result = invoke(task, context, client, watchdog=watchdog, arguments=arguments)
+        if context.map_label is not None:  # map_index_template: rendered again, as in Airflow
+            context.map_label.after_success(client)
         skipped_downstream = False
         if task.skip_rule is not None:  # a branch or short-circuit task; only these load it
             from .authoring.branching import apply_skip_rule
 
             skipped_downstream = apply_skip_rule(task, result, ti.map_index, client)
         # As in Airflow, where the skip is raised out of execute(): no return_value after a skip.
-        options = task.effective_options
+        length = None
+        if not skipped_downstream and task.expand_input is None and _mapped_over(task):
+            from .mapped import mapped_length  # only tasks a mapped task expands over load it
+
+            length = mapped_length(result if options.get("do_xcom_push", True) else None)
         if result is not None and not skipped_downstream and options.get("do_xcom_push", True):
-            _push_result(client, result, multiple_outputs=options.get("multiple_outputs", False))
+            multiple = options.get("multiple_outputs", False)
+            _push_result(client, result, multiple_outputs=multiple, mapped_length=length)
     except SkipTask as exc:
         log().info("Task skipped: %s", exc or "SkipTask raised")
         return TaskOutcome(SKIPPED, error=exc, reason=str(exc) or None)
@@ -85,9 +133,24 @@ def execute_task(
         retry = outcome.state == UP_FOR_RETRY
         log().error("Task failed with exception%s", "; will retry" if retry else "", exc_info=exc)
         return outcome
+    except BaseException as exc:  # ctx.defer / ctx.trigger_dag_run end the task this way
+        if getattr(exc, "suspends_task", False) is not True:
+            raise
+        from .deferral import suspended_outcome
+
+        return suspended_outcome(exc, task, context, client)
     if context.is_cancelled():
         log().error("Task was cancelled; reporting failed")
         return TaskOutcome(FAILED, return_value=result, reason="task was cancelled")
+    if context._assets is not None or options.get("outlets"):
+        from .asset_events import terminal_fields
+
+        try:
+            assets = terminal_fields(task, context)
+        except TypeError as exc:  # an extra that cannot travel (not JSON)
+            log().error("Task failed with exception", exc_info=exc)
+            return failure_outcome(context, exc)
+        return TaskOutcome(SUCCESS, return_value=result, assets=assets)
     return TaskOutcome(SUCCESS, return_value=result)
 
 
@@ -125,12 +188,10 @@ def invoke(
 ) -> Any:
     """Call the task function with its injected and bound arguments (``async def`` included),
     bounded by its ``execution_timeout`` when it has one (``timedelta(0)`` is none, as in Airflow).
-    Each bound reference costs one ``GetXCom`` (``bundle.core.authoring.binding``)."""
+    Each bound reference costs one ``GetXCom`` (``bundle.core.authoring.binding``); a mapped task
+    instance's element a few more, whatever the width (``bundle.core.mapped``)."""
     args, kwargs = task.plan.arguments(context, client, lambda: task_logger(task))
-    if task.bound or arguments:
-        from .authoring.binding import resolve_arguments
-
-        kwargs.update(resolve_arguments(task, client, arguments))
+    kwargs.update(free_arguments(task, context, client, arguments))
     limit = task.effective_options.get("execution_timeout")
     if limit:
         from .timeouts import call_with_timeout  # only tasks with a limit pay for it
@@ -145,6 +206,24 @@ def invoke(
     return task.fn(*args, **kwargs)
 
 
+def free_arguments(
+    task: Task, context: Context, client: Client, arguments: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The values of the parameters nothing injects: bound ones (one ``GetXCom`` per reference), a
+    mapped task instance's element (``bundle.core.mapped``), ``arguments`` given by
+    ``bundle.testing``; then the task's ``map_index_template`` label, sent once they are known."""
+    resolved: dict[str, Any] = {}
+    if task.bound or arguments or task.expand_input is not None:
+        from .authoring.binding import resolve_arguments
+
+        resolved = resolve_arguments(task, client, arguments, map_index=context.ti.map_index)
+    if task.effective_options.get("map_index_template") is not None and context.map_label is None:
+        from .mapped import start_label  # SetRenderedMapIndex
+
+        start_label(task, context, client, resolved)
+    return resolved
+
+
 def task_logger(task: Task) -> logging.Logger:
     """The logger injected into a task: named after the task's module, like ``__name__`` loggers."""
     import logging
@@ -152,15 +231,46 @@ def task_logger(task: Task) -> logging.Logger:
     return logging.getLogger(getattr(task.fn, "__module__", None) or "task")
 
 
-def _push_result(client: Client, result: Any, *, multiple_outputs: bool) -> None:
+def _push_result(
+    client: Client, result: Any, *, multiple_outputs: bool, mapped_length: int | None = None
+) -> None:
     if multiple_outputs:
         if not isinstance(result, Mapping) or not all(isinstance(k, str) for k in result):
             raise TypeError(f"multiple_outputs=True needs a dict with str keys, got {type(result).__name__}")
         for key, value in result.items():
             client.push_xcom(key, value)
-    client.push_xcom("return_value", result)
+    if mapped_length is None:
+        client.push_xcom("return_value", result)
+    else:  # a mapped task expands over it: the scheduler needs the length
+        from .mapped import push_return_value
+
+        push_return_value(client, result, mapped_length)
+
+
+def _mapped_over(task: Task) -> bool:
+    """Whether a mapped task of the DAG expands over this task's output (Airflow's
+    ``iter_mapped_dependants``; a reduce does not count)."""
+    return any(
+        other.expand_input is not None and any(ref.task is task for ref in other.expand_input.references())
+        for other in task.dag.tasks.values()
+    )
 
 
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def run_finalizers(registry: Registry, context: Context, client: Client, outcome: TaskOutcome) -> None:
+    """Airflow's ``finalize()``: the task's ``on_success/skipped/retry/failure_callback`` for the
+    state just reported; modes call it *after* the terminal message, as the Python task runner
+    does. Only tasks with callbacks load ``bundle.core.callbacks``; it never raises."""
+    task = registry.lookup_task(context.ti.dag_id, context.ti.task_id)
+    if task is None:
+        return
+    options = task.effective_options
+    if not any(options.get(kind) for kind in CALLBACK_OPTIONS):
+        return
+    from .callbacks import run_terminal_callbacks
+
+    run_terminal_callbacks(task, context, client, outcome)

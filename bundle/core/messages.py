@@ -7,8 +7,10 @@ here before it leaves the process: known ``type``, required fields present, no u
 values where Airflow stores JSON, timezone-aware datetimes.
 
 Access levels follow the grouping proposed on the Airflow dev list (read, write, logging, task
-lifecycle, task metadata, orchestration): each mode composes exactly the levels it may use, e.g.
-DAG parsing gets ``READ | LOGGING`` and a write attempted while parsing is refused locally.
+lifecycle, task metadata, orchestration, HITL): every ``ToSupervisor`` type of 1.3.2 is in exactly
+one group (``REQUEST_GROUPS``, the public table of docs/access-levels.md), and each kind of process
+is a ``Workload`` composing the requests it may send (``TASK_ACCESS``, ``CALLBACK_ACCESS``,
+``DAG_PARSING_ACCESS``); anything else raises ``RequestNotAllowed`` before it leaves the process.
 
 Pure Python and import-light: this module is on the coordinator's start-up path.
 """
@@ -37,18 +39,51 @@ class Access(enum.Flag):
     LIFECYCLE = enum.auto()
     TASK_METADATA = enum.auto()
     ORCHESTRATION = enum.auto()
-    PARSE_RESULT = enum.auto()
+    PARSE_RESULT = enum.auto()  # not a ToSupervisor type: the answer a DAG parse sends (ToManager)
+    HITL = enum.auto()
+    TASK_LIFECYCLE = LIFECYCLE  # the name the docs use; an alias of the same flag
 
 
-TASK_ACCESS = (
-    Access.READ
-    | Access.WRITE
-    | Access.LOGGING
-    | Access.LIFECYCLE
-    | Access.TASK_METADATA
-    | Access.ORCHESTRATION
-)
-DAG_PARSING_ACCESS = Access.READ | Access.LOGGING | Access.PARSE_RESULT
+# How the docs and RequestNotAllowed name each group.
+GROUP_NAMES = {
+    Access.READ: "read",
+    Access.WRITE: "write",
+    Access.LOGGING: "logging",
+    Access.LIFECYCLE: "task lifecycle",
+    Access.TASK_METADATA: "task metadata",
+    Access.ORCHESTRATION: "orchestration",
+    Access.HITL: "HITL",
+    Access.PARSE_RESULT: "DAG-parsing result",
+}
+
+
+class Workload:
+    """A kind of process and exactly the request types it may send.
+
+    Composed from whole groups (``groups``), plus or minus single types where the released peer
+    answers only part of a group (DAG parsing). Checking a request is one set lookup."""
+
+    __slots__ = ("groups", "name", "summary", "types")
+
+    def __init__(self, name: str, types: frozenset[str], groups: Access, summary: str):
+        self.name = name
+        self.types = types
+        self.groups = groups
+        self.summary = summary  # what it may send, in words: the end of every RequestNotAllowed
+
+    def __or__(self, other: Workload) -> Workload:
+        return Workload(
+            f"{self.name} or {other.name}",
+            self.types | other.types,
+            self.groups | other.groups,
+            f"{self.summary}; or {other.summary}",
+        )
+
+    def __contains__(self, type_: object) -> bool:
+        return type_ in self.types
+
+    def __repr__(self) -> str:
+        return f"<Workload {self.name}: {len(self.types)} request types>"
 
 
 def _nullable(check: Check) -> Check:
@@ -298,6 +333,18 @@ SPECS: dict[str, MessageSpec] = {
             retry_reason=O_STR,
         ),
         _spec("TaskState", _LC, {"state": STR}, end_date=O_DATETIME, rendered_map_index=O_STR),
+        _spec("RescheduleTask", _LC, {"reschedule_date": DATETIME, "end_date": DATETIME}, state=STR),
+        _spec(
+            "DeferTask",
+            _LC,
+            {"classpath": STR, "next_method": STR},
+            state=STR,
+            trigger_kwargs=O_MAP,
+            trigger_timeout=O_NUMBER,
+            queue=O_STR,
+            next_kwargs=O_MAP,
+            rendered_map_index=O_STR,
+        ),
         _spec("SkipDownstreamTasks", _LC, {"tasks": _list_of(_skip_item)}),
         # task metadata
         _spec("SetRenderedFields", _TM, {"rendered_fields": MAP}),
@@ -326,15 +373,75 @@ SPECS: dict[str, MessageSpec] = {
     )
 }
 
+# The ToSupervisor types of 1.3.2 a bundle never sends (so they have no spec above) still belong to
+# a group: the vocabulary covers the whole union. AwaitInputTask is a judgment call: the seed lists
+# it nowhere; it is here as task lifecycle because, like DeferTask, it ends the task's process in a
+# state about itself (the supervisor records it as the terminal state).
+_UNSENT_GROUPS = {
+    "RescheduleTask": _LC,
+    "AwaitInputTask": _LC,
+    "ResendLoggingFD": _L,
+    "CreateHITLDetailPayload": Access.HITL,
+    "UpdateHITLDetail": Access.HITL,
+    "GetHITLDetailResponse": Access.HITL,
+}
+REQUEST_GROUPS: dict[str, Access] = {
+    **_UNSENT_GROUPS,
+    **{type_: spec.access for type_, spec in SPECS.items() if spec.access is not Access.PARSE_RESULT},
+}
+"""Every ``ToSupervisor`` request type of 1.3.2 -> its one group (docs/access-levels.md)."""
+
+
+def _types_in(groups: Access) -> frozenset[str]:
+    return frozenset(t for t, g in REQUEST_GROUPS.items() if g & groups)
+
+
+_ALL_GROUPS = _R | _W | _L | _LC | _TM | _OR | Access.HITL
+TASK_ACCESS = Workload("task", _types_in(_ALL_GROUPS), _ALL_GROUPS, "every group")
+"""A task may send everything its protocol (the ToSupervisor union) allows."""
+CALLBACK_ACCESS = Workload("callback", _types_in(_R | _L), _R | _L, "read and logging requests only")
+"""A callback (arbitrary user code outside the task's lifecycle): read and logging only."""
+# Exactly what the 1.3.2 DAG processor answers (``ToManager`` of airflow/dag_processing/processor.py):
+# part of read, two variable writes, logging, and the parsing result itself.
+DAG_PARSING_ACCESS = Workload(
+    "DAG parse",
+    frozenset(
+        {
+            "GetConnection",
+            "GetVariable",
+            "GetVariableKeys",
+            "GetTaskStates",
+            "GetTICount",
+            "GetPrevSuccessfulDagRun",
+            "GetPreviousDagRun",
+            "GetPreviousTI",
+            "GetXCom",
+            "GetXComCount",
+            "GetXComSequenceItem",
+            "GetXComSequenceSlice",
+            "PutVariable",
+            "DeleteVariable",
+            "MaskSecret",
+            "DagFileParsingResult",
+        }
+    ),
+    _R | _W | _L | Access.PARSE_RESULT,
+    "only what the DAG processor answers: connections, variables (read, put, delete), XComs, "
+    "task states and counts, previous runs and task instances, MaskSecret, the parsing result",
+)
+WORKLOADS = (TASK_ACCESS, CALLBACK_ACCESS, DAG_PARSING_ACCESS)
+
 # Values the supervisor's pydantic models accept for constrained string fields.
 _STATE_VALUES = {
     "TaskState": {"failed", "skipped", "removed"},
     "SucceedTask": {"success"},
     "RetryTask": {"up_for_retry"},
+    "RescheduleTask": {"up_for_reschedule"},
+    "DeferTask": {"deferred"},
 }
 
 
-def validate_request(body: Any, allowed: Access = TASK_ACCESS) -> MessageSpec:
+def validate_request(body: Any, allowed: Workload = TASK_ACCESS) -> MessageSpec:
     """Raise ``InvalidRequest`` / ``RequestNotAllowed`` unless the supervisor would accept ``body``.
 
     Every request of every task goes through here, so the common path avoids ABC checks, Flag
@@ -345,10 +452,8 @@ def validate_request(body: Any, allowed: Access = TASK_ACCESS) -> MessageSpec:
     spec = SPECS.get(type_) if isinstance(type_, str) else None
     if spec is None:
         raise InvalidRequest(f"unknown request type {type_!r}")
-    if not spec.access_bits & allowed._value_:
-        raise RequestNotAllowed(
-            f"{type_} is a {spec.access.name.lower()} request, which this mode may not send"
-        )
+    if type_ not in allowed.types:
+        raise not_allowed(type_, allowed)
     if not body.keys() >= spec.required:
         missing = spec.required.difference(body)
         raise InvalidRequest(f"{type_}: missing required field(s) {', '.join(sorted(missing))}")
@@ -367,11 +472,23 @@ def validate_request(body: Any, allowed: Access = TASK_ACCESS) -> MessageSpec:
     return spec
 
 
-def check_access(type_: str, allowed: Access) -> None:
-    """Only the mode's access rule for a body built by the ``Client`` itself from checked
+def check_access(type_: str, allowed: Workload) -> None:
+    """Only the workload's access rule for a body built by the ``Client`` itself from checked
     arguments; ``validate_request`` does the full check for everything else."""
-    if not SPECS[type_].access_bits & allowed._value_:
-        validate_request({"type": type_}, allowed)  # raises RequestNotAllowed with its message
+    if type_ not in allowed.types:
+        raise not_allowed(type_, allowed)
+
+
+def not_allowed(type_: str, workload: Workload) -> RequestNotAllowed:
+    """The error naming the request, its group and the workload, and what the workload may send."""
+    group = GROUP_NAMES[SPECS[type_].access if type_ in SPECS else REQUEST_GROUPS[type_]]
+    return RequestNotAllowed(
+        f"{type_} is a {group} request, which a {workload.name} may not send "
+        f"(a {workload.name} may send {workload.summary}; see docs/access-levels.md)",
+        request_type=type_,
+        group=group,
+        workload=workload.name,
+    )
 
 
 def _describe(value: Any) -> str:

@@ -144,14 +144,25 @@ def _number(value: Any) -> float:
     return value
 
 
-def normalise_schedule(value: Any) -> str | timedelta | None:
-    """``None``, ``@once``, ``@continuous``, a cron preset or expression, or a ``timedelta``."""
+def _assets(value: Any) -> list[Any]:
+    """A task's ``outlets`` / ``inlets`` (``bundle.Asset`` objects); only tasks with them load the
+    asset module."""
+    from .authoring.assets import normalise_assets
+
+    return normalise_assets(value)
+
+
+def normalise_schedule(value: Any) -> Any:
+    """``None``, ``@once``, ``@continuous``, a cron preset or expression, a ``timedelta``, or assets
+    (an ``Asset``, ``a & b`` / ``a | b``, a list: ``bundle.core.authoring.assets``)."""
     if value is None or isinstance(value, timedelta):
         if isinstance(value, timedelta) and value <= timedelta(0):
             raise ValueError("a timedelta schedule must be positive")
         return value
     if not isinstance(value, str):
-        raise TypeError(f"expected None, a cron string, a preset or a timedelta, got {type(value).__name__}")
+        from .authoring.assets import normalise_asset_schedule  # only asset-scheduled DAGs load it
+
+        return normalise_asset_schedule(value)
     if value in SCHEDULE_KEYWORDS:
         return value
     if value.startswith("@"):
@@ -167,6 +178,24 @@ def normalise_schedule(value: Any) -> str | timedelta | None:
             if not low <= int(number) <= high:
                 raise ValueError(f"{value!r}: {name} {number} is outside {low}-{high}")
     return " ".join(fields)
+
+
+# A callable or a list of them; run by the runtime (``bundle.core.callbacks``), never by Airflow.
+CALLBACK_OPTIONS = (
+    "on_execute_callback",
+    "on_success_callback",
+    "on_failure_callback",
+    "on_retry_callback",
+    "on_skipped_callback",
+)
+
+
+def _callbacks(value: Any) -> tuple[Any, ...]:
+    if value is None or value == []:
+        return ()
+    from .callbacks import normalise_callbacks  # only bundles with callbacks load it
+
+    return normalise_callbacks(value)
 
 
 TASK_OPTIONS: dict[str, Normaliser] = {
@@ -196,7 +225,49 @@ TASK_OPTIONS: dict[str, Normaliser] = {
     "max_active_tis_per_dag": _optional(_int(1)),
     "max_active_tis_per_dagrun": _optional(_int(1)),
     "map_index_template": _optional(_str),
+    "outlets": _assets,
+    "inlets": _assets,
+    **dict.fromkeys(CALLBACK_OPTIONS, _callbacks),
 }
+
+
+def _sensor_seconds(value: Any) -> Any:
+    """A sensor duration in ``default_args``: checked, kept as given (core serializes it so)."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise TypeError(f"expected a timedelta or a non-negative number of seconds, got {value!r}")
+    return value
+
+
+# ``BaseSensorOperator``'s arguments, accepted in DAG and task-group ``default_args`` as Airflow's
+# ``apply_defaults`` accepts them: they reach sensors only (``authoring.sensors`` merges them under the
+# decorator's); every other task ignores them, as an operator ignores default_args outside its signature.
+SENSOR_DEFAULT_ARGS: dict[str, Normaliser] = {
+    "poke_interval": _sensor_seconds,
+    "timeout": _optional(_sensor_seconds),
+    "max_wait": _optional(_sensor_seconds),
+    "mode": _one_of(frozenset({"poke", "reschedule"})),
+    "soft_fail": _bool,
+    "exponential_backoff": _bool,
+    "silent_fail": _bool,
+    "never_fail": _bool,
+}
+DEFAULT_ARGS_OPTIONS: dict[str, Normaliser] = {**TASK_OPTIONS, **SENSOR_DEFAULT_ARGS}
+
+
+def _dag_callback(value: Any) -> None:
+    """DAG-level callbacks are refused with the reason: named, so no one thinks they run."""
+    if value is None or value == []:
+        return None
+    raise ValueError(
+        "DAG-level callbacks are not supported: Airflow 3.3.2 runs them in the DAG processor, on the "
+        "generated Python DAG file, not in a task process where the bundle runs "
+        "(docs/callbacks.md, 'DAG-level callbacks'); for an alert per failed task use "
+        "default_args={'on_failure_callback': ...}, for one per run a last task with "
+        "trigger_rule='one_failed' (or 'all_success')"
+    )
+
 
 DAG_OPTIONS: dict[str, Normaliser] = {
     "schedule": normalise_schedule,
@@ -215,7 +286,9 @@ DAG_OPTIONS: dict[str, Normaliser] = {
     "is_paused_upon_creation": _optional(_bool),
     "render_template_as_native_obj": _bool,
     "disable_bundle_versioning": _bool,
-    "default_args": lambda value: value,  # checked per key against TASK_OPTIONS by normalise_options
+    "default_args": lambda value: value,  # checked per key (DEFAULT_ARGS_OPTIONS) by normalise_options
+    "on_success_callback": lambda value: _dag_callback(value),
+    "on_failure_callback": lambda value: _dag_callback(value),
 }
 
 
@@ -239,5 +312,5 @@ def normalise_options(
         args = result["default_args"]
         if not isinstance(args, Mapping):
             raise RegistrationError(f"{kind} {owner!r}: invalid default_args: expected a dict")
-        result["default_args"] = normalise_options(kind, f"{owner}.default_args", args, TASK_OPTIONS)
+        result["default_args"] = normalise_options(kind, f"{owner}.default_args", args, DEFAULT_ARGS_OPTIONS)
     return result

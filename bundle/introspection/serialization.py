@@ -39,6 +39,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 
 from ..core.authoring.group import TaskGroup
 from ..core.errors import RegistrationError
+from ..core.options import CALLBACK_OPTIONS
 from ..core.registry import Dag, Registry, Task
 
 TYPE_CHECKING = False
@@ -90,6 +91,7 @@ PRIORITY_WEIGHT_RANGE = (-(2**31), 2**31 - 1)
 _TASK_KEY_RENAMES = {"task_display_name": "_task_display_name"}
 _DURATION_OPTIONS = frozenset({"retry_delay", "max_retry_delay", "execution_timeout"})
 _DATE_OPTIONS = frozenset({"start_date", "end_date"})
+_ASSET_OPTIONS = frozenset({"outlets", "inlets"})
 
 _TIMETABLES = "airflow.timetables"
 PARAM_CLASS = "airflow.sdk.definitions.param.Param"
@@ -141,8 +143,10 @@ def _group_default_args(group: TaskGroup) -> dict[str, Any]:
     found = {}
     for child in group.children.values():
         if isinstance(child, TaskGroup):
-            if child.own_default_args:
-                found[child.group_id] = _wrap(child.own_default_args)
+            # Callbacks run in the bundle's runtime: the DAG file's TaskGroup(...) never gets them.
+            own = {k: v for k, v in child.own_default_args.items() if k not in CALLBACK_OPTIONS}
+            if own:
+                found[child.group_id] = _wrap(own)
             found.update(_group_default_args(child))
     return found
 
@@ -207,14 +211,14 @@ def serialize_dag(dag: Dag, *, fileloc: str, relative_fileloc: str | None = None
         if options.get(key):
             data[key] = True
     if default_args:
-        data["default_args"] = _wrap(dict(default_args))
+        data["default_args"] = _wrap(callback_flags(default_args))
 
     task_params = serialize_params(dag.params, source="dag") if dag.params else None
     data["tasks"] = [
         {"__type": "operator", "__var": _serialize_task(task, start_date, end_date, task_params)}
         for task in dag.creation_order()
     ]
-    data["dag_dependencies"] = []
+    data["dag_dependencies"] = _dag_dependencies(dag, schedule)
     data["task_group"] = _root_task_group(dag)
     data["edge_info"] = {}
     data["params"] = serialize_params(dag.params, source=None)
@@ -251,7 +255,7 @@ def serialize_params(params: Mapping[str, Any], *, source: str | None) -> list[A
 def _serialize_task(
     task: Task, dag_start: datetime | None, dag_end: datetime | None, params: list[Any] | None
 ) -> dict[str, Any]:
-    options = _as_airflow_builds_it(task.effective_options)
+    options = callback_flags(_as_airflow_builds_it(task.effective_options))
     data: dict[str, Any] = {
         "task_id": task.task_id,
         "task_type": task_type_of(task.fn),
@@ -267,6 +271,11 @@ def _serialize_task(
         # A branch / short-circuit task is a SkipMixin operator to the scheduler: when a task it
         # skipped is cleared, NotPreviouslySkippedDep reads its skipmixin_key XCom and skips it again.
         data["_can_skip_downstream"] = True
+    if task.sensor is not None:
+        # What core writes for every sensor: _is_sensor adds ReadyToRescheduleDep to the task's deps,
+        # and ReadyToRescheduleDep reads reschedule for a task in state None (e.g. once cleared).
+        data["_is_sensor"] = True
+        data["reschedule"] = task.sensor.reschedule
     for name, value in options.items():
         if name in _DATE_OPTIONS or name == "retry_delay" or value is None:
             continue
@@ -274,6 +283,12 @@ def _serialize_task(
             continue
         if name in _DURATION_OPTIONS:
             value = value.total_seconds()
+        elif name in _ASSET_OPTIONS:
+            if not value:
+                continue  # core leaves an empty list out
+            from ..core.authoring.assets import encode_asset
+
+            value = [encode_asset(asset) for asset in value]
         elif name == "retry_exponential_backoff" and not math.isfinite(value):
             raise RegistrationError(
                 f"task {task.task_id!r} in dag {task.dag.dag_id!r}: retry_exponential_backoff must be finite"
@@ -293,7 +308,24 @@ def _serialize_task(
         data["downstream_task_ids"] = sorted(task.downstream_task_ids)
     if params is not None:
         data["params"] = params
+    if task.expand_input is not None:  # a MappedOperator to core: its own shape (introspection.mapping)
+        from .mapping import mapped_task
+
+        return mapped_task(task, data, OPERATOR_SCHEMA_DEFAULTS)
     return data
+
+
+def callback_flags(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``on_X_callback: [fn, ...]`` -> ``has_on_X_callback: True`` (left out when empty), as core
+    serializes callbacks: the scheduler only learns that a task has them."""
+    result = {}
+    for name, value in options.items():
+        if name in CALLBACK_OPTIONS:
+            if value:
+                result[f"has_{name}"] = True
+        else:
+            result[name] = value
+    return result
 
 
 def _docstring(fn: Callable[..., Any]) -> str | None:
@@ -329,8 +361,8 @@ def _root_task_group(dag: Dag) -> dict[str, Any]:
 
 def _task_group(group: TaskGroup) -> dict[str, Any]:
     """One group as core's ``TaskGroupSerialization.serialize_task_group`` writes it: children by
-    full node id, the relatives' ids sorted."""
-    return {
+    full node id, the relatives' ids sorted, ``doc_md`` only when the group has one."""
+    data = {
         "_group_id": group.label,
         "group_display_name": group.group_display_name,
         "prefix_group_id": group.prefix_group_id,
@@ -348,6 +380,9 @@ def _task_group(group: TaskGroup) -> dict[str, Any]:
         "upstream_task_ids": sorted(group.upstream_task_ids),
         "downstream_task_ids": sorted(group.downstream_task_ids),
     }
+    if group.doc_md is not None:
+        data["doc_md"] = group.doc_md
+    return data
 
 
 def _unwrap(fn: Any) -> Any:
@@ -390,11 +425,26 @@ def _timetable(schedule: str | timedelta | None, tz: str | int) -> dict[str, Any
             "__type": f"{_TIMETABLES}.trigger.DeltaTriggerTimetable",
             "__var": {"delta": schedule.total_seconds(), "interval": 0.0},
         }
+    if not isinstance(schedule, str):  # an Asset or an asset expression (options.py checked it)
+        from ..core.authoring.assets import asset_timetable
+
+        return asset_timetable(schedule)
     # options.py has already expanded presets such as @daily into cron expressions.
     return {
         "__type": f"{_TIMETABLES}.trigger.CronTriggerTimetable",
         "__var": {"expression": schedule, "timezone": tz, "interval": 0.0, "run_immediately": False},
     }
+
+
+def _dag_dependencies(dag: Dag, schedule: Any) -> list[dict[str, str]]:
+    """Core's ``dag_dependencies``: one entry per outlet of each task and per asset of an asset
+    schedule; empty (and the asset module not loaded) for a DAG without assets."""
+    outlets = [task.effective_options.get("outlets") or [] for task in dag.tasks.values()]
+    if not any(outlets) and (schedule is None or isinstance(schedule, (str, timedelta))):
+        return []
+    from ..core.authoring.assets import dag_dependencies
+
+    return dag_dependencies(dag.dag_id, outlets, schedule)
 
 
 def _encode_timezone(start_date: datetime | None) -> str | int:
@@ -430,4 +480,8 @@ def _wrap(value: Any) -> Any:
         return {"__type": "tuple", "__var": [_wrap(v) for v in value]}
     if isinstance(value, (set, frozenset)):
         return {"__type": "set", "__var": sorted(_wrap(v) for v in value)}
+    from ..core.authoring.assets import Asset, encode_asset  # default_args may hold outlets / inlets
+
+    if isinstance(value, Asset):
+        return encode_asset(value)
     raise TypeError(f"cannot serialize {type(value).__name__} {value!r} for Airflow")

@@ -7,10 +7,16 @@ Requests carry what the task SDK's own client sends: ``Authorization: Bearer``, 
 server logs to this process. A ``Refreshed-API-Token`` answer replaces the token, as the task SDK
 does, so long tasks keep a valid JWT.
 
+Connections are HTTP/1.1 keep-alive, pooled per server for the whole process (``httppool``): an
+``Execute``'s calls and the next ``Execute``'s reuse them. A reused connection that the server
+closed is detected before use; if the close races the request, the request is sent again at once
+on a new connection only when that is safe (it never got out whole, or the method is idempotent),
+otherwise the failure counts as an attempt like any connection error.
+
 Every request is bounded in time, whatever the server does: each attempt gets ``timeout`` seconds
 per socket operation (connect, each send and receive: the progress bound, like httpx's) and
-``ATTEMPT_FACTOR`` times that in total (a watchdog shuts the socket down, so a server that trickles
-one byte at a time cannot hold a task forever); connection errors, timeouts and 5xx answers are
+``ATTEMPT_FACTOR`` times that in total (one deadline thread per process shuts the socket down, so a
+server that trickles one byte at a time cannot hold a task forever); connection errors, timeouts and 5xx answers are
 retried ``RETRIES`` times in all with the ``RETRY_WAIT_SECONDS`` backoff. With the defaults a request
 gives up after at most 3 x 30 s + 2.5 s = 92.5 s (a server that accepts and never answers: 3 x 10 s
 + 2.5 s = 32.5 s; one that answers 500 or refuses connections: 2.5 s plus three round trips).
@@ -23,7 +29,6 @@ import json
 import os
 import random
 import socket
-import ssl
 import threading
 import time
 import uuid
@@ -34,6 +39,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from .._version import __version__
+from .httppool import deadlines, pool_for
 
 # The version apache-airflow-task-sdk 1.3.2 sends (airflow.sdk.api.datamodels._generated.API_VERSION).
 API_VERSION = "2026-06-30"
@@ -122,8 +128,29 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+class _StaleConnection(Exception):
+    """A reused keep-alive connection was closed by the server under a request safe to resend."""
+
+
+# Methods a server may see twice with the effect of once (RFC 9110 9.2.2): only these are resent
+# when a reused connection dies after the whole request went out and before any answer came.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+
+def _stale(exc: BaseException, sent: bool, method: str) -> bool:
+    """Whether a failure on a reused connection is the server's keep-alive close, safe to retry."""
+    if isinstance(exc, TimeoutError):  # a live peer that is slow, not a closed one
+        return False
+    if not sent:  # the request did not get out whole: a server never processes a partial one
+        return isinstance(exc, OSError)
+    # No byte of a status line (RemoteDisconnected is a ConnectionResetError) or a reset.
+    return isinstance(exc, ConnectionResetError) and method in IDEMPOTENT_METHODS
+
+
 class ExecutionApiClient:
-    """Thread-safe (one connection per request): the heartbeat thread and the task share it."""
+    """Thread-safe: each request takes a connection of its own from the process's keep-alive pool
+    (``httppool``), so the heartbeat thread and the task share the client, and successive
+    ``Execute``s to the same server share connections."""
 
     def __init__(self, base_url: str, token: str, *, timeout: float | None = None):
         parts = urlsplit(base_url)
@@ -137,7 +164,7 @@ class ExecutionApiClient:
         self._timeout = default_timeout() if timeout is None else timeout
         self._token = token
         self._lock = threading.Lock()
-        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        self._pool = pool_for(parts.scheme, parts.hostname, parts.port)
 
     @property
     def token(self) -> str:
@@ -193,39 +220,18 @@ class ExecutionApiClient:
         }
         if payload is not None:
             headers["Content-Type"] = "application/json"
-        conn: http.client.HTTPConnection
-        if self._ssl is not None:
-            conn = http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._ssl)
-        else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
-        limit = timeout * ATTEMPT_FACTOR
-        expired = threading.Event()
-
-        def expire() -> None:  # wakes a receive blocked on a server that keeps the socket busy
-            expired.set()
-            sock = conn.sock
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-        watchdog = threading.Timer(limit, expire)
-        watchdog.daemon = True
-        watchdog.start()
+        conn, reused = self._pool.acquire(timeout)
         try:
-            conn.request(method, target, body=payload, headers=headers)
-            raw = conn.getresponse()
-            data = raw.read()
-            status = raw.status
-            response_headers = {k.lower(): v for k, v in raw.getheaders()}
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            if expired.is_set():
-                raise ApiError(method, path, None, None, f"no complete answer within {limit:g} s") from exc
-            raise ApiError(method, path, None, None, f"{type(exc).__name__}: {exc}") from exc
-        finally:
-            watchdog.cancel()
-            conn.close()
+            status, response_headers, data = self._exchange(
+                conn, reused, method, path, target, payload, headers, timeout
+            )
+        except _StaleConnection:
+            # The server closed the idle connection as this request went out: it was never
+            # processed (or may be repeated: idempotent), so it goes again at once on a new one.
+            conn = self._pool.new(timeout)
+            status, response_headers, data = self._exchange(
+                conn, False, method, path, target, payload, headers, timeout
+            )
         refreshed = response_headers.get("refreshed-api-token")
         if refreshed:
             with self._lock:
@@ -240,6 +246,56 @@ class ExecutionApiClient:
             detail = body.get("detail") if isinstance(body, dict) else body
             raise ApiError(method, path, status, detail, _error_message(detail))
         return Response(status, response_headers, body)
+
+    def _exchange(
+        self,
+        conn: http.client.HTTPConnection,
+        reused: bool,
+        method: str,
+        path: str,
+        target: str,
+        payload: bytes | None,
+        headers: dict[str, str],
+        timeout: float,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One request and its whole answer on ``conn``, within ``ATTEMPT_FACTOR`` x ``timeout``.
+
+        The connection goes back to the pool only when the answer was read in full in time.
+        Raises ``_StaleConnection`` when a reused connection turned out closed by the server and
+        the request can safely be sent again: it failed while being sent (a partial request is
+        never processed), or no byte of an answer came and the method is idempotent."""
+        limit = timeout * ATTEMPT_FACTOR
+
+        def expire() -> None:  # wakes a receive blocked on a server that keeps the socket busy
+            sock = conn.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        deadline = deadlines.arm(limit, expire)
+        sent = False
+        try:
+            conn.request(method, target, body=payload, headers=headers)
+            sent = True
+            raw = conn.getresponse()
+            data = raw.read()
+            status = raw.status
+            response_headers = {k.lower(): v for k, v in raw.getheaders()}
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            expired = deadlines.disarm(deadline)
+            conn.close()
+            if expired:
+                raise ApiError(method, path, None, None, f"no complete answer within {limit:g} s") from exc
+            if reused and _stale(exc, sent, method):
+                raise _StaleConnection from exc
+            raise ApiError(method, path, None, None, f"{type(exc).__name__}: {exc}") from exc
+        if deadlines.disarm(deadline):  # cut just as the answer completed: the socket is shut down
+            conn.close()
+        else:
+            self._pool.release(conn)
+        return status, response_headers, data
 
 
 def _error_message(detail: Any) -> str:

@@ -37,12 +37,23 @@ from typing import Any
 from ..core.client import MessageClient
 from ..core.context import Context, DagRunInfo, TaskInstanceInfo
 from ..core.errors import TaskTimeout
-from ..core.execution import FAILED, SUCCESS, UP_FOR_RETRY, TaskOutcome, execute_task
+from ..core.execution import (
+    FAILED,
+    REMOVED,
+    SKIPPED,
+    SUCCESS,
+    UP_FOR_RESCHEDULE,
+    UP_FOR_RETRY,
+    TaskOutcome,
+    execute_task,
+    run_finalizers,
+)
 from ..core.messages import TASK_ACCESS
 from ..core.registry import Registry
 from ..core.runtime_log import RUNTIME_LOGGER
 from .api import ApiError, ExecutionApiClient
 from .hclog import HclogWriter
+from .httppool import deadlines
 from .settings import Settings
 from .tasklog import TaskLogging
 from .transport import ExecutionApiTransport
@@ -175,20 +186,39 @@ def build_context(workload: Workload, run_context: dict[str, Any], hostname: str
         start_date=_parse_datetime(dag_run.get("start_date")),
         run_type=dag_run.get("run_type"),
         conf=dag_run.get("conf") or {},
+        consumed_asset_events=dag_run.get("consumed_asset_events") or (),
     )
-    return Context(ti=ti, dag_run=run, should_retry=bool(run_context.get("should_retry")))
+    context = Context(ti=ti, dag_run=run, should_retry=bool(run_context.get("should_retry")))
+    context.task_reschedule_count = int(run_context.get("task_reschedule_count") or 0)
+    return context
+
+
+# The PATCH /state payloads with a rendered_map_index field (TISuccess/TIRetry/TITerminalStatePayload).
+_LABELLED_STATES = frozenset({SUCCESS, UP_FOR_RETRY, FAILED, SKIPPED, REMOVED})
 
 
 def state_payload(outcome: TaskOutcome, end_date: datetime) -> dict[str, Any]:
     """The ``PATCH /state`` body for an outcome (TISuccess/TIRetry/TITerminalStatePayload)."""
     end = end_date.isoformat()
     if outcome.state == SUCCESS:
-        return {"state": SUCCESS, "end_date": end, "task_outlets": [], "outlet_events": []}
+        # TISuccessStatePayload carries the outlets and the extras the task set, as SucceedTask does
+        assets = outcome.assets or {"task_outlets": [], "outlet_events": []}
+        return {"state": SUCCESS, "end_date": end, **assets}
     if outcome.state == UP_FOR_RETRY:
         payload: dict[str, Any] = {"state": UP_FOR_RETRY, "end_date": end}
         if outcome.reason:
             payload["retry_reason"] = outcome.reason[:500]
         return payload
+    if outcome.state == UP_FOR_RESCHEDULE and outcome.reschedule_date is not None:
+        # TIRescheduleStatePayload: a reschedule-mode sensor not done yet (bundle.core.sensing)
+        return {
+            "state": UP_FOR_RESCHEDULE,
+            "reschedule_date": outcome.reschedule_date.isoformat(),
+            "end_date": end,
+        }
+    if outcome.state == "deferred" and outcome.defer is not None:
+        # TIDeferredStatePayload: the DeferTask body without its message type (bundle.core.deferral)
+        return {k: v for k, v in outcome.defer.items() if k != "type"}
     return {"state": outcome.state, "end_date": end}
 
 
@@ -231,19 +261,24 @@ class _Heartbeat:
         )
 
     def __enter__(self) -> _Heartbeat:
-        self._thread.start()
+        # Most tasks end within one interval: no thread for them. The process's deadline thread
+        # starts this one when the first beat is due (a thread per Execute cost ~0.2 ms).
+        self._due = deadlines.arm(_heartbeat_interval(), self._thread.start)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=HEARTBEAT_JOIN_SECONDS)
+        if deadlines.disarm(self._due):  # started: let a beat in flight end
+            self._thread.join(timeout=HEARTBEAT_JOIN_SECONDS)
 
     def _run(self) -> None:
         interval = _heartbeat_interval()
         give_up = _seconds_from_env(HEARTBEAT_GIVE_UP_ENV, HEARTBEAT_GIVE_UP_SECONDS, 0.0)
         body = {"hostname": self._hostname, "pid": os.getpid()}
         last_success = time.monotonic()
-        while not self._stop.wait(interval):
+        wait = 0.0  # the thread starts when the first beat is due
+        while not self._stop.wait(wait):
+            wait = interval
             try:
                 self._api.request(
                     "PUT", f"task-instances/{self._ti_id}/heartbeat", json_body=body, attempts=1
@@ -467,7 +502,13 @@ class TaskRunner:
                 # What the supervisor hands Python's task runner in StartupDetails.ti_context:
                 # the XComs of earlier tries, deleted (DELETE /xcoms/...) before the task runs.
                 xcom_keys_to_clear=run_context.get("xcom_keys_to_clear") or (),
+                # a task resumed after a deferral: the resume function named by next_method runs
+                resume=(run_context["next_method"], run_context.get("next_kwargs"))
+                if run_context.get("next_method")
+                else None,
             )
+        if context.map_label is not None and context.map_label.text:  # map_index_template's label
+            outcome = outcome._replace(rendered_map_index=context.map_label.text)
         if isinstance(outcome.error, TaskTimeout):  # an abandoned thread may still look at the flag
             context.cancelled.set()
         if (heartbeat.refused or heartbeat.gave_up) and outcome.state != FAILED:
@@ -476,12 +517,17 @@ class TaskRunner:
         if outcome.state == SUCCESS:
             task_log.info("Task succeeded")
         self.log.log("info", "Task finished", state=outcome.state, reason=outcome.reason or "", **fields)
-        return self._report(api, workload, outcome, active)
+        state = self._report(api, workload, outcome, active)
+        run_finalizers(self.registry, context, client, outcome)  # on_*_callback, after the state, as Airflow
+        return state
 
     def _report(
         self, api: ExecutionApiClient, workload: Workload, outcome: TaskOutcome, active: _ActiveRun
     ) -> str:
         body = state_payload(outcome, datetime.now(timezone.utc))
+        if outcome.rendered_map_index and body["state"] in _LABELLED_STATES:
+            # core stores the terminal payload's label over the one sent before: repeat it
+            body["rendered_map_index"] = outcome.rendered_map_index
         if not active.claim_report():  # the stopping plugin reported it already
             return FAILED
         try:

@@ -11,7 +11,7 @@ def extract() -> dict:
     return {"rows": [1, 2]}
 
 
-@dag.task
+@dag.task(multiple_outputs=False)  # explicit: `-> dict` alone infers multiple_outputs, as in Airflow
 def keyed() -> dict:
     return {"k": 1}
 

@@ -74,6 +74,9 @@ class DeployedBundle:
 class Deployment:
     """Owns one running deployment; create it with :meth:`start`, end it with :meth:`stop`."""
 
+    # What ``/api/v2/monitor/health`` must report healthy before the deployment is ready.
+    health_components: tuple[str, ...] = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.home = root / "airflow-home"
@@ -115,16 +118,21 @@ class Deployment:
             path.mkdir(parents=True, exist_ok=True)
         # deploy.md "Configure Airflow": any command writes the default airflow.cfg; merge into it.
         self.services.run("airflow-version", [airflow, "version"], timeout=120)
-        settings = deployment_settings(
+        settings = self._settings()
+        merge_into_cfg(self.home / "airflow.cfg", settings)
+        # deploy.md "Database, variables, connections".
+        self.services.run("db-migrate", [airflow, "db", "migrate"], timeout=180)
+        if settings["database"]["sql_alchemy_conn"].startswith("sqlite:"):
+            _sqlite_wal(self.home / "airflow.db")
+
+    def _settings(self) -> dict[str, dict[str, str]]:
+        """The airflow.cfg options of this deployment (a scale-out deployment adds its own)."""
+        return deployment_settings(
             home=self.home,
             dags_folder=self.dags_folder,
             executables_root=self.executables_root,
             ports=self.ports,
         )
-        merge_into_cfg(self.home / "airflow.cfg", settings)
-        # deploy.md "Database, variables, connections".
-        self.services.run("db-migrate", [airflow, "db", "migrate"], timeout=180)
-        _sqlite_wal(self.home / "airflow.db")
 
     def _import_variables_and_connections(self) -> None:
         # deploy.md "Database, variables, connections": the example's files, as they are.
@@ -157,7 +165,7 @@ class Deployment:
                 health = self.rest.health()
             except Exception:  # not listening yet
                 return None
-            components = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+            components = self.health_components
             ok = all((health.get(c) or {}).get("status") == "healthy" for c in components)
             return health if ok else None
 

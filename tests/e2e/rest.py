@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -29,6 +30,13 @@ class TaskInstance:
     try_number: int
     map_index: int
     queue: str | None
+    hostname: str | None = None  # the worker that ran it ([core] hostname_callable there)
+    queued_when: str | None = None
+    start_date: str | None = None
+    end_date: str | None = None
+    executor: str | None = None
+    id: str | None = None
+    rendered_map_index: str | None = None  # a mapped instance's label (map_index_template)
 
 
 @dataclass(frozen=True)
@@ -141,13 +149,37 @@ class AirflowRest:
 
     def task_instances(self, dag_id: str, run_id: str) -> dict[tuple[str, int], TaskInstance]:
         """(task_id, map_index) -> the task instance's current state and try number."""
-        body = self._json("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        body = self._json(
+            "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000}
+        )
         return {
             (ti["task_id"], ti["map_index"]): TaskInstance(
-                ti["task_id"], ti["state"], ti["try_number"], ti["map_index"], ti.get("queue")
+                ti["task_id"],
+                ti["state"],
+                ti["try_number"],
+                ti["map_index"],
+                ti.get("queue"),
+                ti.get("hostname"),
+                ti.get("queued_when"),
+                ti.get("start_date"),
+                ti.get("end_date"),
+                ti.get("executor"),
+                ti.get("id"),
+                ti.get("rendered_map_index"),
             )
             for ti in body["task_instances"]
         }
+
+    def create_pool(self, name: str, slots: int, *, include_deferred: bool = False) -> dict[str, Any]:
+        """``POST /api/v2/pools`` (``include_deferred`` False, Airflow's default: a deferred task
+        frees its slot); a 409 from a retried POST whose first attempt won returns the pool."""
+        body = {"name": name, "slots": slots, "include_deferred": include_deferred}
+        response = self._call("POST", "/api/v2/pools", json=body)
+        if response.status_code == 409:
+            return self._json("GET", f"/api/v2/pools/{name}")
+        if response.status_code >= 400:
+            raise AirflowRestError("POST", "/api/v2/pools", response.status_code, response.text)
+        return response.json()
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1):
         """The XCom's value as the task pushed it (the API returns it as JSON); KeyError if none."""
@@ -180,6 +212,14 @@ class AirflowRestError(RuntimeError):
         super().__init__(f"{method} {path} -> {status}: {body[:500]}")
         self.status = status
         self.body = body
+
+
+def seconds_between(start: str | None, end: str | None) -> float:
+    """The seconds between two of the API's ISO timestamps (``start_date``, ``end_date``, ...)."""
+    if not start or not end:
+        raise ValueError(f"missing timestamp: {start!r} -> {end!r}")
+    parse = datetime.fromisoformat
+    return (parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds()
 
 
 def poll_until(probe: Callable[[], T | None], timeout: float, poll: float, describe: Callable[[], str]) -> T:

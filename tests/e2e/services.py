@@ -85,15 +85,17 @@ class ServiceSet:
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                env=dict(self.env),
                 cwd=self.cwd,
                 start_new_session=True,
-                **extra,
+                **{"env": dict(self.env), **extra},
             )
         return popen, log_path
 
-    def start(self, name: str, argv: Sequence[str]) -> Service:
-        popen, log_path = self._spawn(name, argv, mode="ab", preexec_fn=_die_with_parent)
+    def start(self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Service:
+        """Start a long-running service; ``env`` adds to (or overrides) the set's environment."""
+        popen, log_path = self._spawn(
+            name, argv, mode="ab", preexec_fn=_die_with_parent, env={**self.env, **(env or {})}
+        )
         service = Service(name, list(argv), log_path, popen)
         self.services.append(service)
         self.remember()

@@ -46,6 +46,8 @@ def _outcome(deployment: Deployment, dag_id: str, run_id: str) -> dict[str, Any]
         "state": state,
         "tasks": {task_id: (ti.state, ti.try_number) for task_id, ti in tis.items()},
         "xcoms": {task_id: deployment.xcom(dag_id, run_id, task_id) for task_id in tis},
+        # finish is `-> dict`: both SDKs infer multiple_outputs and push each key too
+        "finish_keys": {key: deployment.xcom(dag_id, run_id, "finish", key=key) for key in ("total", "peak")},
     }
 
 
@@ -70,7 +72,12 @@ def test_task_groups_run_and_show_like_the_python_twin(airflow_deployment: Deplo
     ours, python = (_outcome(airflow_deployment, dag_id, run) for dag_id, run in runs.items())
     print(f"task groups: deployed and ran in {time.monotonic() - began:.1f} s")  # -s
     assert ours == python
-    assert ours == {"state": "success", "tasks": EXPECTED_TASKS, "xcoms": EXPECTED_XCOMS}
+    assert ours == {
+        "state": "success",
+        "tasks": EXPECTED_TASKS,
+        "xcoms": EXPECTED_XCOMS,
+        "finish_keys": EXPECTED_XCOMS["finish"],
+    }
     structure = _structure(airflow_deployment, BUNDLE_DAG)
     assert structure == _structure(airflow_deployment, PYTHON_DAG)
     process = next(node for node in structure["nodes"] if node["id"] == "process")

@@ -38,6 +38,8 @@ XCOM_KEYS = (
     ("count", "return_value"),
     ("total", "return_value"),
     ("report", "return_value"),
+    # report is `-> dict`: both SDKs infer multiple_outputs and push each key too
+    *(("report", key) for key in ("total", "scaled", "label", "params")),
 )
 EXPECTED_XCOMS = {
     "defaults": {
@@ -67,6 +69,8 @@ EXPECTED_XCOMS = {
         },
     },
 }
+for _expected in EXPECTED_XCOMS.values():
+    _expected.update({("report", k): v for k, v in _expected[("report", "return_value")].items()})
 ALL_SUCCEEDED_FIRST_TRY = {task_id: ("success", 1) for task_id in ("extract", "count", "total", "report")}
 
 

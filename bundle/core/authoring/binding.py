@@ -140,6 +140,8 @@ def type_problem(annotation: Any, value: Any) -> str | None:
     bool is not an int), or None when it fits or the annotation is not a plain type."""
     if annotation not in PLAIN_TYPES:
         return None
+    if annotation is list and getattr(value, "is_lazy_xcom_sequence", False):
+        return None  # a mapped upstream's results (a reduce): a sequence, fetched on demand
     if annotation is float:
         fits = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif annotation is int:
@@ -155,7 +157,16 @@ def type_problem(annotation: Any, value: Any) -> str | None:
 
 def unbound_required(task: Task) -> list[FreeParameter]:
     """The free parameters with neither a binding nor a default: the task could never be called."""
-    return [param for param in task.plan.free if not param.has_default and param.name not in task.bound]
+    expanded: list[str] | None = []
+    if task.expand_input is not None:
+        expanded = task.expand_input.names()
+        if expanded is None:  # expand_kwargs over an upstream's output: only run time knows its keys
+            return []
+    return [
+        param
+        for param in task.plan.free
+        if not param.has_default and param.name not in task.bound and param.name not in expanded
+    ]
 
 
 class XComNotFound(LookupError):
@@ -169,8 +180,12 @@ class XComNotFound(LookupError):
         return f'XComArg result from {self.task_id} at {self.dag_id} with key="{self.key}" is not found!'
 
 
-def resolve_arguments(task: Task, client: Client, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The bound arguments' values, as keyword arguments: one ``GetXCom`` per reference.
+def resolve_arguments(
+    task: Task, client: Client, given: Mapping[str, Any] | None = None, *, map_index: int = -1
+) -> dict[str, Any]:
+    """The bound arguments' values, as keyword arguments: one ``GetXCom`` per reference (a
+    mapped task's output: its lazy sequence of results; a mapped task: its element at
+    ``map_index`` too, ``bundle.core.mapped``).
 
     ``given`` (``bundle.testing.run_task(arguments=...)``) replaces the binding of the parameters it
     names, without a request. A missing XCom follows ``PlainXComArg.resolve``: ``None`` for
@@ -195,6 +210,12 @@ def resolve_arguments(task: Task, client: Client, given: Mapping[str, Any] | Non
                     f"task {task.task_id!r}: argument {name!r} (XCom {value_key(name, task)}) is {problem}"
                 )
         values[name] = value
+    if task.expand_input is not None:  # a mapped task instance: its element (only these load it)
+        from ..mapped import element_arguments
+
+        for name, value in element_arguments(task, client, map_index, given).items():
+            if not (given and name in given):
+                values[name] = value
     for name, value in (given or {}).items():
         problem = type_problem(annotations[name], value)
         if problem:
@@ -209,6 +230,10 @@ def value_key(name: str, task: Task) -> str:
 
 
 def _pull(task: Task, client: Client, ref: XComArg) -> Any:
+    if ref.task.expand_input is not None:  # a reduce: all results of a mapped task, lazily
+        from ..mapped import pull_reduce
+
+        return pull_reduce(client, ref)
     value = client.get_xcom(ref.task_id, ref.key, map_index=-1, default=_MISSING)
     if value is not _MISSING:
         return value

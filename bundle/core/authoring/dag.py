@@ -19,6 +19,15 @@ if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotat
     from ..registry import Registry
     from .params import Param
 
+
+class _SensorDefault:
+    """``@dag.sensor``'s default for an option not given: ``default_args``' value, else Airflow's."""
+
+    def __repr__(self) -> str:
+        return "<default_args or Airflow's default>"
+
+
+SENSOR_DEFAULT = _SensorDefault()
 DEFAULT_MAX_ACTIVE_RUNS = 16  # Airflow's [core] max_active_runs_per_dag default
 FAIL_FAST_TRIGGER_RULES = frozenset({"all_success", "all_done_setup_success"})
 
@@ -64,9 +73,16 @@ class Dag:
     def task_group(self, group_id: str, **options: Any) -> TaskGroup:
         """A task group (Airflow's ``TaskGroup``): ``with dag.task_group("extract_all", tooltip=...,
         prefix_group_id=True, default_args={...}, ui_color=..., ui_fgcolor=...,
-        group_display_name=...):``. Created inside another group's block, it is nested in it."""
-        from .group import validate_group_id
+        group_display_name=..., doc_md=...):``. Created inside another group's block, it is nested
+        in it. Another keyword is a ``RegistrationError`` naming the DAG and the group."""
+        from .group import GROUP_OPTIONS, validate_group_id
 
+        unknown = sorted(options.keys() - GROUP_OPTIONS)
+        if unknown:
+            raise RegistrationError(
+                f"dag {self.dag_id!r}: task group {group_id!r}: unknown attribute {unknown[0]!r}; "
+                f"Airflow's TaskGroup names are: {', '.join(sorted(GROUP_OPTIONS))}"
+            )
         parent = self.current_group
         group = TaskGroup(self, validate_group_id(group_id, self.dag_id), parent, **options)
         full_id = group.group_id
@@ -126,6 +142,57 @@ class Dag:
 
         rule = SkipRule(SHORT_CIRCUIT, ignore_downstream_trigger_rules=ignore_downstream_trigger_rules)
         return self._skipping(fn, task_id, options, rule)
+
+    def sensor(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        task_id: str | None = None,
+        poke_interval: Any = SENSOR_DEFAULT,  # 60 s
+        timeout: Any = SENSOR_DEFAULT,  # None: 7 days
+        soft_fail: Any = SENSOR_DEFAULT,  # False
+        mode: Any = SENSOR_DEFAULT,  # "poke"
+        exponential_backoff: Any = SENSOR_DEFAULT,  # False
+        max_wait: Any = SENSOR_DEFAULT,  # None
+        silent_fail: Any = SENSOR_DEFAULT,  # False
+        never_fail: Any = SENSOR_DEFAULT,  # False
+        **options: Any,
+    ) -> Any:
+        """Register a sensor (Airflow's ``@task.sensor``): the function is the poke, called until it
+        returns something truthy (or a ``PokeReturnValue`` whose ``xcom_value`` is pushed), with
+        ``BaseSensorOperator``'s options (``bundle.core.authoring.sensors``). Takes ``@dag.task``'s
+        arguments too. An option not given here comes from the task group's / DAG's
+        ``default_args``, else Airflow's default (the comments)."""
+        from .sensors import attach_sensor
+
+        given = {
+            name: value
+            for name, value in (
+                ("poke_interval", poke_interval),
+                ("timeout", timeout),
+                ("soft_fail", soft_fail),
+                ("mode", mode),
+                ("exponential_backoff", exponential_backoff),
+                ("max_wait", max_wait),
+                ("silent_fail", silent_fail),
+                ("never_fail", never_fail),
+            )
+            if value is not SENSOR_DEFAULT
+        }
+
+        def register(function: Callable[..., Any]) -> Task:
+            if "multiple_outputs" in options:  # @task.sensor passes multiple_outputs=False itself
+                name = task_id if task_id is not None else _function_name(function)
+                raise RegistrationError(
+                    f"sensor {name!r} in dag {self.dag_id!r}: a sensor does not take multiple_outputs "
+                    "(Airflow's @task.sensor always sets it False; a PokeReturnValue pushes one XCom)"
+                )
+            task = self.task(function, task_id=task_id, multiple_outputs=False, **options)
+            attach_sensor(task, given)
+            return task
+
+        return register if fn is None else register(fn)
 
     def _skipping(self, fn: Any, task_id: str | None, options: dict[str, Any], rule: Any) -> Any:
         def register(function: Callable[..., Any]) -> Task:
@@ -190,6 +257,9 @@ class Dag:
             for value in task.bound.values():
                 if isinstance(value, binding.XComArg):
                     place(value.task)
+            if task.expand_input is not None:
+                for ref in task.expand_input.references():
+                    place(ref.task)
             ordered.append(task)
 
         for task in self.tasks.values():

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 
 from ..errors import RegistrationError
-from ..options import TASK_OPTIONS, normalise_options
+from ..options import DEFAULT_ARGS_OPTIONS, normalise_options
 from . import binding
 from .relations import Relatable
 
@@ -39,6 +39,25 @@ GROUP_ID_PATTERN = r"^[\w-]+$"
 MAX_GROUP_ID_LENGTH = 200
 DEFAULT_UI_COLOR = "CornflowerBlue"
 DEFAULT_UI_FGCOLOR = "#000"
+
+
+# ``TaskGroup``'s keyword arguments a bundle takes (``mapped`` groups aside): Airflow's names.
+GROUP_OPTIONS = frozenset(
+    {"prefix_group_id", "tooltip", "default_args", "ui_color", "ui_fgcolor", "group_display_name", "doc_md"}
+)
+
+
+def _read_doc_md(doc_md: str | None) -> str | None:
+    """Airflow's ``TaskGroup`` doc_md converter: a value ending in ``.md`` that names a readable file
+    is replaced by the file's text (read here, at registration, where the bundle runs; Airflow reads
+    it where the DAG file is parsed); anything else is kept as written."""
+    if doc_md is not None and doc_md.endswith(".md"):
+        try:
+            with open(doc_md) as fh:
+                return fh.read()
+        except FileNotFoundError:
+            return doc_md
+    return doc_md
 
 
 def validate_group_id(value: Any, dag_id: str) -> str:
@@ -73,6 +92,7 @@ class TaskGroup(Relatable):
         ui_color: str = DEFAULT_UI_COLOR,
         ui_fgcolor: str = DEFAULT_UI_FGCOLOR,
         group_display_name: str = "",
+        doc_md: str | None = None,
     ):
         self.dag = dag
         self.label = label
@@ -91,7 +111,11 @@ class TaskGroup(Relatable):
         self.prefix_group_id = prefix_group_id
         self.tooltip, self.ui_color, self.ui_fgcolor = tooltip, ui_color, ui_fgcolor
         self.group_display_name = group_display_name
-        own = normalise_options("task group", f"{dag.dag_id}.{label}", default_args or {}, TASK_OPTIONS)
+        if doc_md is not None and not isinstance(doc_md, str):
+            raise RegistrationError(f"{where}: doc_md must be a str or None, got {type(doc_md).__name__}")
+        self.doc_md = _read_doc_md(doc_md)  # core writes it into the serialized group when not None
+        owner = f"{dag.dag_id}.{label}"
+        own = normalise_options("task group", owner, default_args or {}, DEFAULT_ARGS_OPTIONS)
         self.own_default_args = own  # as given: what the generated DAG file's TaskGroup(...) writes
         # Airflow merges the parent's default_args into the group's when it is created.
         self.default_args: dict[str, Any] = {**(parent.default_args if parent else {}), **own}

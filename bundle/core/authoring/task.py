@@ -6,6 +6,7 @@ import functools
 from collections.abc import Callable
 
 from ..injection import InjectionPlan, plan_injection
+from ..options import SENSOR_DEFAULT_ARGS
 from . import binding
 from .relations import Relatable
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotat
     from .branching import SkipRule
     from .dag import Dag
     from .group import TaskGroup
+    from .mapping import ExpandInput, PartialTask
+    from .sensors import SensorSpec
 
 DEFAULT_QUEUE = "default"
 
@@ -31,6 +34,10 @@ class Task(Relatable):
 
     # ``@dag.branch`` / ``@dag.short_circuit`` set it (``authoring.branching``); None: a plain task.
     skip_rule: SkipRule | None = None
+    # ``@dag.sensor`` sets it (``authoring.sensors``); None: not a sensor.
+    sensor: SensorSpec | None = None
+    # ``.expand(...)`` / ``.expand_kwargs(...)`` set it (``authoring.mapping``); None: not mapped.
+    expand_input: ExpandInput | None = None
 
     def __init__(
         self,
@@ -46,6 +53,13 @@ class Task(Relatable):
         self.fn = fn
         self.options = options
         self.plan: InjectionPlan = plan_injection(fn, f"task {task_id!r} in dag {dag.dag_id!r}")
+        # Airflow's @task: explicit, else inferred from the return annotation; default_args' value
+        # never applies (the decorator always passes its own). ``authoring.outputs``.
+        self.multiple_outputs: bool = options.get("multiple_outputs", False)
+        if "multiple_outputs" not in options and "return" in getattr(fn, "__annotations__", ()):
+            from .outputs import infer_multiple_outputs
+
+            self.multiple_outputs = infer_multiple_outputs(fn, f"task {task_id!r} in dag {dag.dag_id!r}")
         self.upstream_task_ids: list[str] = []
         self.downstream_task_ids: list[str] = []
         # parameter name -> XComArg or literal, filled by bind(); empty for most tasks
@@ -71,13 +85,47 @@ class Task(Relatable):
         binding.bind(self, args, kwargs)
         return self.output
 
+    # -- deferral (``bundle.core.deferral``) ------------------------------------------------------
+    def resume(self, fn: Any = None) -> Any:
+        """Register a resume function for ``ctx.defer(method_name=...)``: ``@task.resume`` (named
+        after the function) or ``@task.resume("name")``. Called instead of the task function when
+        the trigger fires, with the deferral's ``kwargs`` and the trigger's ``event``."""
+        from ..deferral import resume_decorator
+
+        return resume_decorator(self, fn)
+
+    # -- dynamic task mapping (``authoring.mapping``) -----------------------------------------
+    @property
+    def is_mapped(self) -> bool:
+        return self.expand_input is not None
+
+    def partial(self, **constants: Any) -> PartialTask:
+        """The arguments every mapped instance shares: ``task.partial(limit=5).expand(x=...)``."""
+        from .mapping import PartialTask
+
+        return PartialTask(self, constants)
+
+    def expand(self, **mapped: Any) -> binding.XComArg:
+        """Map the task: one task instance per element (cross product over several arguments) of
+        literal lists/dicts or upstream outputs. Returns the reference to all their results."""
+        return self.partial().expand(**mapped)
+
+    def expand_kwargs(self, kwargs: Any) -> binding.XComArg:
+        """Map the task over a list of keyword-argument dicts (literal or an upstream's output)."""
+        return self.partial().expand_kwargs(kwargs)
+
     @property
     def effective_options(self) -> dict[str, Any]:
         """Task options over its task group's ``default_args`` over the DAG's, with the bundle's
-        default queue (Airflow's ``get_merged_defaults``)."""
+        default queue (Airflow's ``get_merged_defaults``). Sensor arguments in ``default_args`` are
+        left out: they reach a sensor's ``self.sensor`` only (``authoring.sensors``)."""
         group_args = self.group.default_args if self.group is not None else {}
         merged = {**self.dag.options.get("default_args", {}), **group_args, **self.options}
         merged.setdefault("queue", self.dag.default_queue or DEFAULT_QUEUE)
+        for key in SENSOR_DEFAULT_ARGS.keys() & merged.keys():  # a sensor's are in self.sensor
+            del merged[key]
+        if self.multiple_outputs or "multiple_outputs" in merged:
+            merged["multiple_outputs"] = self.multiple_outputs
         return merged
 
     # -- dependencies -----------------------------------------------------------------------

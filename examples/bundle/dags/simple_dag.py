@@ -9,7 +9,7 @@ Each ``@task.stub`` reaches the bundle's coordinator through its queue
 
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, TaskGroup, task
 
 with DAG(
     dag_id="simple_dag",
@@ -20,32 +20,61 @@ with DAG(
     tags=["etl", "example"],
 ):
 
-    @task.stub(queue="python-bundle")
+    @task.stub(queue="python-bundle", multiple_outputs=True)
     def extract():
         """Read the source connection and return the extracted rows (pushed as the return_value XCom)."""
 
-    @task.stub(queue="python-bundle", retries=2)
-    def transform():
-        """Keep the rows above a threshold variable; settings come from a JSON variable."""
+    @task.stub(task_id="filter_rows", queue="python-bundle")
+    def transform_filter_rows(extracted):
+        """Keep the rows at or above the min_amount variable."""
+
+    @task.stub(task_id="summarise", queue="python-bundle", multiple_outputs=True)
+    def transform_summarise(rows):
+        """Total the rows in the currency of the transform_settings JSON variable."""
+
+    @task.stub(queue="python-bundle", map_index_template="order {row[order_id]}")
+    def check_order(row):
+        """Check one kept row (a mapped task: one instance per row); its amount is its XCom."""
+
+    @task.stub(queue="python-bundle")
+    def route(summary):
+        """Follow load when rows are left, else report_empty; the other one is skipped."""
 
     @task.stub(queue="python-bundle", retries=1, retry_delay=timedelta(seconds=5))
-    def load():
+    def load(summary):
         """Fails on its first try (the warehouse is "warming up") and succeeds on the retry."""
 
     @task.stub(queue="python-bundle")
-    def notify():
-        """Skipped unless a notification channel is configured."""
+    def report_empty():
+        """Runs instead of load when no row reached the threshold."""
 
-    @task.stub(queue="python-bundle")
-    def audit():
+    @task.stub(
+        queue="python-bundle",
+        trigger_rule="none_failed_min_one_success",
+        multiple_outputs=True,
+    )
+    def audit(loaded):
         """Logs a summary table of the run (with tabulate, a dependency packed into the bundle)."""
 
-    extract_task = extract()
-    transform_task = transform()
-    load_task = load()
-    notify_task = notify()
-    audit_task = audit()
+    @task.stub(queue="python-bundle")
+    def notify(report):
+        """Skipped unless a notification channel is configured."""
 
-    extract_task >> transform_task
-    transform_task >> load_task
-    load_task >> [audit_task, notify_task]
+    extract_task = extract()
+    with TaskGroup(
+        "transform",
+        tooltip="Filter the rows, then total them",
+        default_args={"retries": 2},
+    ) as transform_group:
+        transform_filter_rows_task = transform_filter_rows(extracted=extract_task)
+        transform_summarise_task = transform_summarise(rows=transform_filter_rows_task)
+    check_order_task = check_order.expand(row=transform_filter_rows_task)
+    route_task = route(summary=transform_summarise_task)
+    load_task = load(summary=transform_summarise_task)
+    report_empty_task = report_empty()
+    audit_task = audit(loaded=load_task)
+    notify_task = notify(report=audit_task)
+    route_task.operator._can_skip_downstream = True
+
+    route_task >> [load_task, report_empty_task]
+    report_empty_task >> audit_task
