@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .mapping_expected import EXPECTED
 from .test_bundle_run import bundle_run, clean_env
 from .test_mapping_runtime import UPSTREAM, WIDTHS, _defaults, airflow_elements
 
 BUNDLE = Path(__file__).parent / "bundles" / "mapping_bundle.py"
+E2E_MAPPING = Path(__file__).parent / "e2e" / "bundles" / "mapping.py"
 MAPPED = ("plus_one", "combine", "regions", "sized", "literal_kwargs")
 
 
@@ -112,3 +114,20 @@ def test_api_records_mapped_length_within_max_map_length(monkeypatch) -> None:
     assert expansion_length(spec, store, "d", "r") == (2 * 3 * 2, [])  # the product
     missing = MappingSpec("list-of-dicts", (("expand_kwargs() argument", MapSource(upstream="none")),))
     assert expansion_length(missing, store, "d", "r") == (None, ["expand_kwargs() argument"])
+
+
+def test_bundle_run_agrees_with_the_deployment_on_the_e2e_mapping_dag(tmp_path: Path) -> None:
+    """The DAG tests/e2e/test_mapping.py runs in the real scheduler, run by ``bundle-run``: the same
+    instances (task id, map index), states, labels and XComs (tests/mapping_expected.py)."""
+    run = bundle_run(E2E_MAPPING, tmp_path=tmp_path)
+    assert run.returncode == 0, run.describe()
+    found = {}
+    for name, row in run.report["tasks"].items():
+        task_id = name.split("[")[0]
+        xcoms = [
+            x["value"]
+            for x in run.report["xcoms"]
+            if (x["task_id"], x["key"], x["map_index"]) == (task_id, "return_value", row["map_index"])
+        ]
+        found[(task_id, row["map_index"])] = (row["state"], row["rendered_map_index"], *(xcoms or [None]))
+    assert found == EXPECTED

@@ -19,27 +19,11 @@ from typing import Any
 import pytest
 
 from tests.e2e.deployment import Deployment
+from tests.mapping_expected import EXPECTED
 
 HERE = Path(__file__).resolve().parent
 BUNDLE_DAG, PYTHON_DAG = "mapping_dag", "python_mapping_dag"
 RUN_TIMEOUT = 240.0  # two runs of 21 task instances each, every one a process start; 2 cores
-
-SQUARES = [1, 4, 9, 16, 25]
-# (task id, map index) -> (state, rendered label, return_value); -1 is an unmapped task (no label).
-EXPECTED: dict[tuple[str, int], tuple[str, str | None, Any]] = {
-    ("numbers", -1): ("success", None, [1, 2, 3, 4, 5]),
-    **{("square", i): ("success", f"x={i + 1}", square) for i, square in enumerate(SQUARES)},
-    ("total", -1): ("success", None, sum(SQUARES)),
-    **{("scale", i): ("success", f"{square}*10", square * 10) for i, square in enumerate(SQUARES)},
-    **{
-        ("combine", i): ("success", label, label)
-        for i, label in enumerate(["a1", "a2", "a3", "b1", "b2", "b3"])  # the last argument fastest
-    },
-    ("greet", 0): ("success", "ann", "hello ann!"),
-    ("greet", 1): ("success", "bob", "hello bob."),
-    ("nothing", -1): ("success", None, []),
-    ("never", -1): ("skipped", None, None),  # nothing to expand: the scheduler skips the task
-}
 
 
 def _outcome(deployment: Deployment, dag_id: str, run_id: str) -> dict[str, Any]:
@@ -77,7 +61,7 @@ def test_bundle_and_python_runs_expand_alike(outcomes: dict[str, dict[str, Any]]
     assert ours["state"] == python["state"] == "success"
 
 
-def test_bundle_run_ends_with_the_expected_instances(outcomes: dict[str, dict[str, Any]]) -> None:
+def test_the_deployment_ends_with_the_expected_instances(outcomes: dict[str, dict[str, Any]]) -> None:
     instances = outcomes[BUNDLE_DAG]["instances"]
     assert sorted(instances) == sorted(EXPECTED)
     for key, (state, label, value) in EXPECTED.items():
