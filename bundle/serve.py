@@ -11,6 +11,9 @@ Modes, first match wins (the Go SDK's ``Serve`` matrix, see docs/cli.md):
 7. no mode flag, no cookie               go-plugin's "This binary is a plugin" message and usage, exit 1
 8. anything else                         usage on stderr, exit 2
 
+Before all of them, no argument at all with ``PYBUNDLE_DAG_CALLBACK`` set is DAG-callback mode
+(``bundle.dag_callback.mode``): what a generated DAG file starts from the DAG processor.
+
 Usage errors (unknown flag, missing value, stray argument, ``--format`` misuse) exit 2; a bundle that
 fails to register its DAGs, or that is run with no mode at all, exits 1. Only the selected mode's modules are imported, so coordinator
 start-up never pays for grpc, protobuf or YAML.
@@ -115,6 +118,10 @@ def serve(bundle: BundleProvider, argv: Sequence[str] | None = None, prog: str |
     if _stdout.needs_clean_stdout(argv):
         _stdout.protect_stdout()
     provider = check_provider(bundle)
+    if not argv and "PYBUNDLE_DAG_CALLBACK" in os.environ:  # a generated DAG file's DAG callback
+        from .dag_callback.mode import run as run_dag_callback
+
+        return run_dag_callback(provider)
     try:
         inv = parse_args(argv)
     except UsageError as exc:

@@ -97,6 +97,12 @@ class ExecutionAPI:
         """ti id -> the DeferTask fields of a task instance that deferred (its trigger, next_method...)."""
         self.resumes: dict[str, dict[str, Any]] = {}
         """ti id -> ``next_method`` / ``next_kwargs`` for its next ``/run`` (set by the runner)."""
+        self.dag_ids: set[str] | None = None
+        """The bundle's DAGs (``app.py`` sets them): a trigger of any other DAG is answered 404."""
+        self.triggered: list[tuple[str, str]] = []
+        """(dag_id, run_id) of the runs ``TriggerDagRun`` created, for the runner to run (``childruns.py``)."""
+        self.running: set[tuple[str, str]] = set()
+        """Those of them a runner is running now, whichever runner adopted them."""
         self._routes = self._build_routes()
 
     # -- entry point ----------------------------------------------------------------------------------
@@ -596,6 +602,14 @@ class ExecutionAPI:
         body = body or {}
         if not isinstance(body, dict):
             raise Invalid("trigger body must be a JSON object")
+        if self.dag_ids is not None and dag_id not in self.dag_ids:
+            raise HTTPError(
+                404,
+                "not_found",
+                f"Dag with dag_id: '{dag_id}' not found (bundle-run knows only the DAGs of this bundle: "
+                + ", ".join(sorted(self.dag_ids))
+                + ")",
+            )
         if self.store.get_dag_run(dag_id, run_id) is not None:
             raise HTTPError(
                 409, "already_exists", f"A run already exists for Dag '{dag_id}' with run_id '{run_id}'"
@@ -613,6 +627,7 @@ class ExecutionAPI:
             conf=body.get("conf") or {},
             note=body.get("note"),
         )
+        self.triggered.append((dag_id, run_id))
         return ApiResponse(204)
 
     def _dag_run_count(self, query: dict[str, list[str]], **_: Any) -> ApiResponse:

@@ -125,7 +125,10 @@ def run(options: Options, *, out: TextIO | None = None, err: TextIO | None = Non
             workers.append(WorkerProcess(api, config, env, workdir))
             return workers[-1]
 
-        dag = _start_and_parse(new_worker(), target, dag_id, spec[dag_id], progress, err, options.conf)
+        others: dict[str, DagSpec] = {}
+        dag = _start_and_parse(
+            new_worker(), target, dag_id, spec[dag_id], progress, err, options.conf, others
+        )
         runner = DagRunner(
             dag,
             dag.with_upstream(options.task_ids) if options.task_ids else dag.topological_order(),
@@ -144,6 +147,10 @@ def run(options: Options, *, out: TextIO | None = None, err: TextIO | None = Non
             new_dag_version_id(dag_id, target.fileloc),
         )
         runner.api = api  # deferrals: the runner hands the recorded triggers to its triggerer
+        # TriggerDagRun of a DAG of this bundle: bundle-run runs that run too (childruns.py)
+        api.dag_ids = set(spec)
+        runner.bundle_dags = {**others, dag_id: dag}
+        runner.version_id_of = lambda other: new_dag_version_id(other, target.fileloc)
         result = runner.execute()
         return _write_outputs(result, store, api, target, options, out)
     except KeyboardInterrupt:
@@ -167,13 +174,14 @@ def _start_and_parse(
     progress: ProgressView,
     err: TextIO,
     conf: dict[str, Any] | None = None,
+    others: dict[str, DagSpec] | None = None,
 ) -> DagSpec:
     """Start the first worker and read the DAG's shape; map worker failures to their exit statuses."""
     try:
         progress.status("starting Airflow's task supervisor (importing apache-airflow-task-sdk)")
         worker.start(WORKER_START_TIMEOUT, on_tick=progress.tick)
         progress.status("parsing the bundle's DAGs over the coordinator protocol")
-        dag = _parse(worker, target, dag_id, spec_tasks, progress, err, conf)
+        dag = _parse(worker, target, dag_id, spec_tasks, progress, err, conf, others)
         progress.status(None)
         return dag
     except WorkerLost as exc:
@@ -228,7 +236,9 @@ def _parse(
     progress: ProgressView,
     err: TextIO,
     conf: dict[str, Any] | None = None,
+    others: dict[str, DagSpec] | None = None,
 ) -> DagSpec:
+    """Parse the bundle; the chosen DAG's shape (and, into ``others``, the other DAGs that load)."""
     fileloc = Path(target.fileloc)
     reply = worker.call(
         {
@@ -253,6 +263,14 @@ def _parse(
         detail = "\n".join(f"{k}:\n{v}" for k, v in reply["import_errors"].items())
         raise BundleError(f"{target.given} reported import errors while parsing", detail=detail)
     summaries = {d["dag_id"]: d for d in reply.get("dags", [])}
+    if others is not None:  # the DAGs a task may trigger: run by bundle-run too (childruns.py)
+        for other_id, other in summaries.items():
+            if other_id != dag_id and not other.get("load_error"):
+                try:
+                    others[other_id] = dag_from_summary(other)
+                    others[other_id].topological_order()
+                except (ValueError, KeyError):
+                    others.pop(other_id, None)
     summary = summaries.get(dag_id)
     if summary is None:
         raise BundleError(

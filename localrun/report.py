@@ -111,6 +111,19 @@ def write_report(
         w("".join(f"  {line}\n" for line in problem_lines))
         w("\n")
 
+    if result.triggered:  # runs its tasks triggered of DAGs of the bundle, run here too
+        w(_heading("Triggered DAG runs", color))
+        for child in result.triggered:
+            tasks = ", ".join(
+                f"{r['name']} {r['state']} ({r['tries']}/{r['max_tries']})" for r in task_rows(child, store)
+            )
+            w(
+                "  "
+                + paint(f"{child.dag_id} {child.run_id}: {child.state}", child.state, color)
+                + f" · {tasks}\n"
+            )
+        w("\n")
+
     w(_heading("Summary", color))
     w(f"  bundle {target}\n  dag    {result.dag_id}\n  run    {result.run_id}\n\n")
     rows = task_rows(result, store)
@@ -177,6 +190,10 @@ def json_report(
             for e in store.asset_events(run=(result.dag_id, result.run_id))
         ],
         "problems": list(problems),
+        "triggered_runs": [
+            json_report(child, store, target=target, problems=(), exit_code=exit_code)
+            for child in result.triggered
+        ],
     }
 
 

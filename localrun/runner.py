@@ -104,6 +104,8 @@ class RunResult:
     task_ids: list[str]
     tries: list[TryRecord]
     interrupted: bool = False
+    triggered: list[RunResult] = field(default_factory=list)
+    """The DAG runs its tasks triggered of DAGs of the bundle, which bundle-run ran too (``childruns.py``)."""
 
     def final_states(self, store: Store) -> dict[str, str | None]:
         """Each selected task instance's final state (None for one that never got decided), by
@@ -148,22 +150,30 @@ class DagRunner:
         """The embedded ExecutionAPI (``app.py`` sets it): where a deferral's trigger is recorded."""
         self._triggerer: Any = None  # localrun.triggers.Triggerer, started by the first deferral
         """The try in progress: task id, try number, log path (relative), monotonic start, map index."""
+        self.bundle_dags: dict[str, DagSpec] = {dag.dag_id: dag}
+        """The bundle's DAGs (``app.py`` sets them all): a triggered run of one of them is run too."""
+        self.version_id_of: Callable[[str], str] = lambda dag_id: new_dag_version_id(dag_id, dag.fileloc)
+        self.nonblocking = False
+        """A triggered run's runner: never sleeps for a retry or trigger, its parent's loop ticks."""
+        self._children: Any = None  # localrun.childruns.TriggeredRuns, once a task triggered a run
 
     # -- the run --------------------------------------------------------------------------------------
     def create_run(self) -> None:
-        """A manual DAG run 'now', with one task instance (state none) per selected task."""
+        """A manual DAG run 'now', with one task instance (state none) per selected task (a triggered
+        run's DAG run exists already: the API created it)."""
         now = iso(utcnow())
-        self.store.create_dag_run(
-            dag_id=self.dag.dag_id,
-            run_id=self.run_id,
-            logical_date=now,
-            data_interval_start=now,
-            data_interval_end=now,
-            run_after=now,
-            run_type="manual",
-            state="queued",
-            conf=self.settings.conf,
-        )
+        if self.store.get_dag_run(self.dag.dag_id, self.run_id) is None:
+            self.store.create_dag_run(
+                dag_id=self.dag.dag_id,
+                run_id=self.run_id,
+                logical_date=now,
+                data_interval_start=now,
+                data_interval_end=now,
+                run_after=now,
+                run_type="manual",
+                state="queued",
+                conf=self.settings.conf,
+            )
         for task_id in self.selection:
             task = self.dag.tasks[task_id]
             self.store.create_task_instance(
@@ -188,15 +198,48 @@ class DagRunner:
         try:
             while self._step():
                 pass
+            while self._children_pending():  # runs its tasks triggered: they end too, as in Airflow
+                self._wait_until(time.time() + 0.1)
         except KeyboardInterrupt:
             interrupted = True
-            self._interrupt()
+            self.interrupt()
+        result = self.finish()
+        result.interrupted = interrupted
+        return result
+
+    def advance(self) -> bool:
+        """One step of the run (a triggered run's runner is advanced this way); False when done."""
+        more = self._step()
+        self._tick_children()  # its own triggered runs (a nonblocking runner never sleeps to tick)
+        return more or self._children_pending()
+
+    def finish(self) -> RunResult:
+        """Stop the triggers, set the DAG run's final state, close the display."""
         if self._triggerer is not None:
             self._triggerer.stop()
         state = self._finish_run()
         self.progress.status(None)
         self.progress.end()
-        return RunResult(self.dag.dag_id, self.run_id, state, self.selection, self.tries, interrupted)
+        triggered = list(self._children.results) if self._children is not None else []
+        return RunResult(self.dag.dag_id, self.run_id, state, self.selection, self.tries, False, triggered)
+
+    def _tick(self) -> None:
+        """The display's tick, and a step of the runs this run's tasks triggered (``childruns.py``)."""
+        self.progress.tick()
+        self._tick_children()
+
+    def _tick_children(self) -> None:
+        if self._children is None and getattr(self.api, "triggered", None):
+            from .childruns import TriggeredRuns
+
+            self._children = TriggeredRuns(self)
+        if self._children is not None:
+            self._children.advance()
+
+    def _children_pending(self) -> bool:
+        if getattr(self.api, "triggered", None):
+            return True
+        return self._children is not None and bool(self._children.active)
 
     def _step(self) -> bool:
         """Decide or run one task; wait for a retry if that is all there is. False when nothing is left."""
@@ -241,13 +284,15 @@ class DagRunner:
                     return True
                 retry_times.append(time.time() + 0.2)
         if retry_times:
+            if self.nonblocking:  # a triggered run: its parent's loop ticks it again soon
+                return True
             self._wait_until(min(retry_times))
             return True
         return False
 
     def _wait_until(self, when: float) -> None:
         while time.time() < when:
-            self.progress.tick()
+            self._tick()
             time.sleep(min(0.1, max(0.0, when - time.time())))
 
     # -- one try --------------------------------------------------------------------------------------
@@ -287,7 +332,7 @@ class DagRunner:
             result = worker.call(
                 message,
                 timeout=self.settings.task_timeout,
-                on_tick=self.progress.tick,
+                on_tick=self._tick,
                 what=f"task {name}",
             )
         except WorkerLost as exc:
@@ -399,14 +444,19 @@ class DagRunner:
 
     def _worker(self) -> WorkerProcess:
         if self.worker is None or not self.worker.alive:
-            self.progress.status("starting a new worker (the previous one was lost)")
+            first = self.nonblocking and not self.tries  # a triggered run's own worker
+            lost = f"for {self.dag.dag_id} {self.run_id}" if first else "the previous one was lost"
+            self.progress.status(f"starting a new worker ({lost})")
             self.worker = self.new_worker()
             self.worker.start(self.settings.worker_start_timeout, on_tick=self.progress.tick)
             self.progress.status(None)
         return self.worker
 
     # -- ending ---------------------------------------------------------------------------------------
-    def _interrupt(self) -> None:
+    def interrupt(self) -> None:
+        """Ctrl-C: stop the current try and mark what did not end, here and in the triggered runs."""
+        if self._children is not None:
+            self._children.interrupt()
         if self.worker is not None:
             self.worker.kill()
             self.worker = None
@@ -460,7 +510,7 @@ class DagRunner:
         from .triggers import Triggerer
 
         if self._triggerer is None:
-            self._triggerer = Triggerer(self.settings.trigger_env)
+            self._triggerer = Triggerer(self.settings.trigger_env, dag_runs=self._dag_state_watch)
         name = instance_name(task_id, ti["map_index"])
         deferral = self.api.deferrals.pop(ti["id"], None) if self.api is not None else None
         if deferral is not None:
@@ -479,6 +529,16 @@ class DagRunner:
         self.api.resumes[ti["id"]] = {"next_method": fired.next_method, "next_kwargs": fired.next_kwargs}
         self._run_try(self.dag.tasks[task_id], same_try=True, map_index=ti["map_index"])
         return True
+
+    def _dag_state_watch(self, kwargs: dict[str, Any]) -> dict[str, Any] | str | None:
+        """For the triggerer's ``DagStateTrigger``: the watched runs' states once all are in the
+        trigger's states, an error when they cannot get there here, else None."""
+        from .childruns import TriggeredRuns
+
+        if self._children is None:
+            self._children = TriggeredRuns(self)
+        self._children.adopt()
+        return self._children.dag_state_watch(kwargs)
 
     def _instances(self) -> list[tuple[str, dict[str, Any]]]:
         """Every selected task instance, in task order then map-index order."""

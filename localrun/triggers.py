@@ -10,8 +10,12 @@ first event (bounded by ``trigger_timeout``), and answer with the task's new ``n
 ``Trigger timeout`` / ``Trigger failure`` and the traceback, or an end state for an
 ``end_from_trigger`` trigger (``TaskSuccessEvent`` and friends).
 
-``DagStateTrigger`` is not run: bundle-run runs one DAG run and never the runs a task triggers, so
-waiting for one would never end; the task fails at once, saying so.
+``DagStateTrigger`` (a deferred ``ctx.trigger_dag_run`` wait) asks the API for DAG run states,
+which only bundle-run itself holds: the runner watches the runs (``childruns.py`` runs the triggered
+runs of DAGs of the bundle) and, once every watched run is in one of the trigger's states, the
+child process builds the event as the trigger's ``run()`` does (its own ``serialize()`` data plus
+``{run_id: state}``). A run bundle-run is not running, or a DAG outside the bundle, fails the task
+at once, saying so (in a deployment the trigger would wait until ``trigger_timeout``).
 """
 
 from __future__ import annotations
@@ -22,12 +26,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 FAIL = "__fail__"
-NOT_RUN_HERE = ("airflow.providers.standard.triggers.external_task.DagStateTrigger",)
+DAG_STATE_TRIGGER = "airflow.providers.standard.triggers.external_task.DagStateTrigger"
+DagRunWatch = Callable[[dict[str, Any]], "dict[str, Any] | str | None"]
+"""The runner's answer for a ``DagStateTrigger``'s kwargs: ``{run_id: state}``, an error, or None (wait)."""
 
 
 @dataclass
@@ -43,26 +50,20 @@ class Fired:
 class Triggerer:
     """The running triggers of one ``bundle-run``, by task-instance id."""
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    def __init__(self, env: dict[str, str] | None = None, dag_runs: DagRunWatch | None = None) -> None:
         self.env = env
+        self.dag_runs = dag_runs
         self._running: dict[str, tuple[subprocess.Popen[str], Path, float | None]] = {}
         self._fired: dict[str, Fired] = {}
+        self._watching: dict[str, dict[str, Any]] = {}  # DagStateTrigger deferrals, by ti id
 
     def start(self, ti_id: str, deferral: dict[str, Any]) -> None:
-        classpath = deferral["classpath"]
-        if classpath in NOT_RUN_HERE:
-            self._fired[ti_id] = Fired(
-                FAIL,
-                {
-                    "error": "Trigger failure",
-                    "traceback": [
-                        f"bundle-run does not run {classpath}: it runs one DAG run and never the runs a "
-                        "task triggers (TriggerDagRun with wait_for_completion needs a deployment)\n"
-                    ],
-                },
-                description="DagStateTrigger is not run by bundle-run",
-            )
+        if deferral["classpath"] == DAG_STATE_TRIGGER:
+            self._watching[ti_id] = deferral
             return
+        self._spawn(ti_id, deferral)
+
+    def _spawn(self, ti_id: str, deferral: dict[str, Any]) -> None:
         handle = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
         with handle:
             json.dump(deferral, handle)
@@ -84,6 +85,8 @@ class Triggerer:
         """The trigger's decision once it has one; None while it still waits."""
         if ti_id in self._fired:
             return self._fired.pop(ti_id)
+        if ti_id in self._watching:
+            return self._watch(ti_id)
         entry = self._running.get(ti_id)
         if entry is None:
             return Fired(FAIL, {"error": "Trigger failure", "traceback": ["bundle-run lost this trigger\n"]})
@@ -106,6 +109,28 @@ class Triggerer:
             answer.get("next_method"), answer.get("next_kwargs"), answer.get("state"), answer.get("what", "")
         )
 
+    def _watch(self, ti_id: str) -> Fired | None:
+        """A ``DagStateTrigger``: ask the runner; once it fires, build the event in a child process."""
+        deferral = self._watching[ti_id]
+        kwargs = deferral.get("trigger_kwargs") or {}
+        if self.dag_runs is None:
+            answer: dict[str, Any] | str | None = "this bundle-run has no DAG runs to watch"
+        elif not isinstance(kwargs, dict) or any(isinstance(v, dict) for v in kwargs.values()):
+            answer = f"bundle-run cannot read these DagStateTrigger kwargs: {kwargs!r}"
+        else:
+            answer = self.dag_runs(kwargs)
+        if answer is None:
+            return None
+        del self._watching[ti_id]
+        if isinstance(answer, str):
+            return Fired(
+                FAIL,
+                {"error": "Trigger failure", "traceback": [f"bundle-run: {answer}\n"]},
+                description=answer,
+            )
+        self._spawn(ti_id, {**deferral, "dag_run_states": answer})
+        return None
+
     def stop(self) -> None:
         for proc, path, _ in self._running.values():
             if proc.poll() is None:
@@ -113,6 +138,7 @@ class Triggerer:
                 proc.wait()
             path.unlink(missing_ok=True)
         self._running.clear()
+        self._watching.clear()
 
 
 # -- the child process ------------------------------------------------------------------------------------
@@ -135,6 +161,12 @@ def _run(deferral: dict[str, Any]) -> dict[str, Any]:
         timeout = TypeAdapter(timedelta).validate_python(raw_timeout).total_seconds() if raw_timeout else None
 
         async def first_event() -> Any:
+            states = deferral.get("dag_run_states")
+            if states is not None:  # DagStateTrigger.run's event, the states read by bundle-run
+                from airflow.triggers.base import TriggerEvent
+
+                classpath, data = trigger.serialize()
+                return TriggerEvent((classpath, {**data, **states}))
             async for event in trigger.run():
                 return event
             return None

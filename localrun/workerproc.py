@@ -11,6 +11,11 @@ each relayed Execution API request from the embedded :class:`~localrun.api.Execu
    runner records the try as failed and starts a fresh worker for the next one.
 
 So a run always ends, whatever a bundle or the supervisor does.
+
+A triggered DAG run (``childruns.py``) runs its tasks from inside the parent's ``on_tick``, on a
+worker of its own; while that inner worker is waited on, the outer workers' relayed API calls are
+answered too (:meth:`WorkerProcess.serve_pending`), so a task polling ``GetDagRunState`` sees the
+triggered run progress instead of waiting for the inner try to end.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from .channel import Channel, ChannelClosed
 TERM_GRACE = 10.0
 KILL_GRACE = 10.0
 TICK = 0.1
+_WAITING: list[WorkerProcess] = []
+"""Workers whose :meth:`WorkerProcess.call` is in progress, outermost first (one thread only)."""
 _BOOT = (
     "import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; sys.path.insert(0, {root!r}); "
     "from localrun.worker import main; main()"
@@ -60,6 +67,7 @@ class WorkerProcess:
         self.channel: Channel | None = None
         self.timed_out = False
         self._generation = 0
+        self._stash: list[dict[str, Any]] = []  # non-API messages read by serve_pending
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self, timeout: float, on_tick: Callable[[], None] | None = None) -> None:
@@ -160,6 +168,13 @@ class WorkerProcess:
             raise WorkerLost("the worker is not running")
         self.timed_out = False
         self.channel.send(message)
+        _WAITING.append(self)
+        try:
+            return self._serve_call(timeout, on_tick, what)
+        finally:
+            _WAITING.remove(self)
+
+    def _serve_call(self, timeout: float, on_tick: Callable[[], None] | None, what: str) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         stage = 0
         while True:
@@ -191,20 +206,43 @@ class WorkerProcess:
         if deadline is not None and time.monotonic() > deadline:
             self.kill()
             raise WorkerLost(f"timed out {what}")
+        for outer in list(_WAITING):
+            if outer is not self:
+                outer.serve_pending()
         try:
-            message = self.channel.recv(timeout=wait)
+            message = self._stash.pop(0) if self._stash else self.channel.recv(timeout=wait)
         except ChannelClosed:
             self._lost(what)
+        if message is not None and message.get("op") == "api":
+            self._answer(message)  # before on_tick, which may run a triggered run's try
+            if on_tick is not None:
+                on_tick()
+            return None
         if on_tick is not None:
             on_tick()
         if message is None:
             if not self.alive:
                 self._lost(what)
             return None
-        if message.get("op") == "api":
-            self._answer(message)
-            return None
         return message
+
+    def serve_pending(self) -> None:
+        """Answer the API calls already waiting on the channel; keep any other message for
+        :meth:`call` (which is suspended further up the stack)."""
+        if self.channel is None:
+            return
+        while True:
+            try:
+                message = self.channel.recv(timeout=0)
+            except ChannelClosed:
+                return  # the suspended call() sees it when it reads again
+            if message is None:
+                return
+            if message.get("op") == "api":
+                self._answer(message)
+            else:
+                self._stash.append(message)
+                return
 
     def _answer(self, request: dict[str, Any]) -> None:
         assert self.channel is not None

@@ -79,6 +79,8 @@ class DagDocument:
     # {group_id: default_args as the group gives them}; older runtimes write none (stubs still carry
     # every value explicitly, so the file is equivalent either way)
     group_default_args: dict[str, Any] = field(default_factory=dict)
+    # {"on_failure_callback": 2}: how many DAG-level callbacks of each kind (only DAGs with some)
+    dag_callbacks: dict[str, int] = field(default_factory=dict)
 
     @property
     def dag_id(self) -> str:
@@ -137,6 +139,7 @@ def bundle_document(name: str, version: str | None, dags: Sequence[Mapping[str, 
                 dag["docs"],
                 dag.get("bindings") or {},
                 dag.get("group_default_args") or {},
+                dag.get("dag_callbacks") or {},
             )
             for dag in dags
         ],

@@ -193,6 +193,7 @@ class _Imports:
     task_group: bool = False
     assets: set[str] = field(default_factory=set)  # Asset / AssetAll / AssetAny
     sensor: bool = False  # the _sensor helper (SENSOR_HELPER), written once when a DAG has sensors
+    dag_callback: bool = False  # dagfile_callbacks.HELPER, written once when a DAG has DAG callbacks
 
 
 def render(document: BundleDocument, command: str) -> str:
@@ -214,7 +215,12 @@ def render(document: BundleDocument, command: str) -> str:
         '"""',
         "",
     ]
-    lines = [*header, *_import_lines(imports), "", *(SENSOR_HELPER if imports.sensor else []), *blocks]
+    lines = [*header, *_import_lines(imports), "", *(SENSOR_HELPER if imports.sensor else [])]
+    if imports.dag_callback:
+        from .dagfile_callbacks import HELPER
+
+        lines += HELPER[1:] if imports.sensor else HELPER
+    lines += blocks
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -246,6 +252,7 @@ class _DagRenderer:
         self.docs = document.docs
         self.bindings = document.bindings
         self.group_default_args = document.group_default_args
+        self.dag_callbacks = document.dag_callbacks
         self.dag_id = str(self.dag["dag_id"])
         self.imports = imports
         self.default_args: dict[str, Any] = {
@@ -279,6 +286,12 @@ class _DagRenderer:
             if key in handled:
                 continue
             handled.add(key)
+            if key in ("has_on_success_callback", "has_on_failure_callback") and value:
+                from .dagfile_callbacks import callback_kwarg  # only DAGs with DAG-level callbacks
+
+                self.imports.dag_callback = True
+                kwargs.append(callback_kwarg(self.dag_id, key, self.dag_callbacks))
+                continue
             rendered = self._dag_attribute(key, value)
             if rendered is not None:
                 kwargs.append((key, rendered))

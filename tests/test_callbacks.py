@@ -301,12 +301,12 @@ def test_a_plain_task_does_not_load_the_callbacks_module():
 
 
 @pytest.mark.parametrize("kind", ["on_success_callback", "on_failure_callback"])
-def test_dag_level_callbacks_are_refused_with_the_reason(kind):
-    with pytest.raises(
-        RegistrationError, match=f"dag 'd': invalid {kind}: DAG-level callbacks are not supported"
-    ):
-        Bundle("cb").dag("d", **{kind: _cb})
-    Bundle("cb").dag("d", **{kind: None})  # Airflow's default: accepted, nothing to run
+def test_dag_level_callbacks_are_accepted_and_checked_at_import(kind):
+    # Run by the bundle from the DAG processor (tests/test_dag_callbacks.py); checked like task ones.
+    assert Bundle("cb").dag("d", **{kind: [_cb, _cb]}).options[kind] == (_cb, _cb)
+    with pytest.raises(RegistrationError, match=f"dag 'd': invalid {kind}: expected a callable"):
+        Bundle("cb").dag("d", **{kind: "notify"})
+    assert Bundle("cb").dag("d", **{kind: None}).options[kind] is None  # Airflow's default
 
 
 # -- go-plugin mode (a real plugin process, a Python host, a real HTTP Execution API) -------------------

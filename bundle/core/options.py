@@ -256,17 +256,12 @@ SENSOR_DEFAULT_ARGS: dict[str, Normaliser] = {
 DEFAULT_ARGS_OPTIONS: dict[str, Normaliser] = {**TASK_OPTIONS, **SENSOR_DEFAULT_ARGS}
 
 
-def _dag_callback(value: Any) -> None:
-    """DAG-level callbacks are refused with the reason: named, so no one thinks they run."""
+def _dag_callback(value: Any) -> tuple[Any, ...] | None:
+    """A DAG-level callback (a callable or a list): run by the bundle when the generated DAG file's
+    callable starts it from Airflow's DAG processor (``bundle.core.dag_callbacks``)."""
     if value is None or value == []:
         return None
-    raise ValueError(
-        "DAG-level callbacks are not supported: Airflow 3.3.2 runs them in the DAG processor, on the "
-        "generated Python DAG file, not in a task process where the bundle runs "
-        "(docs/callbacks.md, 'DAG-level callbacks'); for an alert per failed task use "
-        "default_args={'on_failure_callback': ...}, for one per run a last task with "
-        "trigger_rule='one_failed' (or 'all_success')"
-    )
+    return _callbacks(value)
 
 
 DAG_OPTIONS: dict[str, Normaliser] = {

@@ -131,10 +131,21 @@ def dag_file_document(registry: Registry, dag_ids: Iterable[str] = ()) -> list[d
             "docs": {task_id: _docstring(task.fn) for task_id, task in dag.tasks.items()},
             "bindings": _bindings(dag),
             "group_default_args": _group_default_args(dag.root_group),
+            **_dag_callback_counts(dag),
         }
         for dag in registry
         if not wanted or dag.dag_id in wanted
     ]
+
+
+def _dag_callback_counts(dag: Dag) -> dict[str, Any]:
+    """``{"dag_callbacks": {kind: count}}`` for a DAG with DAG-level callbacks (the DAG file bounds
+    the bundle's process by their number), else nothing."""
+    if not (dag.options.get("on_success_callback") or dag.options.get("on_failure_callback")):
+        return {}
+    from ..core.dag_callbacks import callback_counts
+
+    return {"dag_callbacks": callback_counts(dag)}
 
 
 def _group_default_args(group: TaskGroup) -> dict[str, Any]:
@@ -224,6 +235,11 @@ def serialize_dag(dag: Dag, *, fileloc: str, relative_fileloc: str | None = None
     data["params"] = serialize_params(dag.params, source=None)
     data["deadline"] = None
     data["allowed_run_types"] = None
+    # Only when true, as core writes them: the scheduler then sends the DAG processor a
+    # DagCallbackRequest, which the generated DAG file routes to the bundle (docs/callbacks.md).
+    for key in ("on_success_callback", "on_failure_callback"):
+        if options.get(key):
+            data[f"has_{key}"] = True
     return {"__version": SERIALIZER_VERSION, "dag": data}
 
 

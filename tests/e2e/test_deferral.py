@@ -16,11 +16,21 @@ from typing import Any
 
 import pytest
 
+from tests.deferral_expected import (
+    CHILD_RUN_ID_PREFIX,
+    CHILD_RUN_STATE,
+    CHILD_VALUES,
+    DEFERRING,
+    FINAL,
+    POLLING,
+    RESUMED,
+    RUN_STATE,
+    TASKS,
+)
 from tests.e2e.deployment import Deployment
 
 HERE = Path(__file__).resolve().parent
 RUN_TIMEOUT = 150.0
-TASKS = ("wait_time", "wait_file", "quick", "trigger_child", "trigger_child_deferred")
 DAGS = {
     "bundle": ("deferral_dag", "deferral_child"),
     "python": ("python_deferral_dag", "python_deferral_child"),
@@ -83,7 +93,7 @@ def outcomes(airflow_deployment: Deployment, tmp_path_factory: pytest.TempPathFa
             except KeyError:
                 xcoms[task_id] = "<absent>"
         child_runs = {}
-        for task_id in ("trigger_child", "trigger_child_deferred"):
+        for task_id in CHILD_VALUES:
             child_run = airflow_deployment.xcom(dag_id, run_id, task_id, key="trigger_run_id")
             child_dag = DAGS[kind][1]
             child_runs[task_id] = {
@@ -101,6 +111,7 @@ def outcomes(airflow_deployment: Deployment, tmp_path_factory: pytest.TempPathFa
     result["bad"] = {
         "tis": airflow_deployment.task_instances("deferral_bad_dag", bad_run),
         "log": airflow_deployment.task_log("deferral_bad_dag", bad_run, "bad_classpath", 1).raw,
+        "scheduler_log": airflow_deployment.service_log("scheduler"),
     }
     print(f"deferral: deployed and ran in {time.monotonic() - began:.1f} s")  # -s
     return result
@@ -108,19 +119,19 @@ def outcomes(airflow_deployment: Deployment, tmp_path_factory: pytest.TempPathFa
 
 def test_bundle_and_python_runs_end_alike(outcomes: dict[str, Any]) -> None:
     ours, python = outcomes["bundle"], outcomes["python"]
-    assert ours["tasks"] == python["tasks"] == {t: ("success", 1) for t in TASKS}
+    assert ours["tasks"] == python["tasks"] == FINAL
     assert ours["xcoms"] == python["xcoms"]
-    assert ours["xcoms"]["wait_time"] == {"n": 3, "event_is_datetime": True}
-    assert ours["xcoms"]["wait_file"] == {"event": True}
-    assert ours["state"] == python["state"] == "success"
+    for task_id, value in RESUMED.items():
+        assert ours["xcoms"][task_id] == value
+    assert ours["state"] == python["state"] == RUN_STATE
 
 
 def test_deferred_tasks_are_seen_deferred_and_resume_with_the_same_try(outcomes: dict[str, Any]) -> None:
     for kind in DAGS:
         seen = outcomes["watched"]["seen"][kind]
-        for task_id in ("wait_time", "wait_file", "trigger_child_deferred"):
+        for task_id in DEFERRING:
             assert "deferred" in seen[task_id], (kind, task_id, seen[task_id])
-        assert "deferred" not in seen["trigger_child"], (kind, seen["trigger_child"])  # it polls
+        assert "deferred" not in seen[POLLING], (kind, seen[POLLING])  # it polls
 
 
 def test_the_file_trigger_fires_only_after_the_file_exists(outcomes: dict[str, Any]) -> None:
@@ -134,15 +145,33 @@ def test_other_tasks_run_while_one_is_deferred(outcomes: dict[str, Any]) -> None
 def test_trigger_dag_run_waits_for_the_triggered_runs(outcomes: dict[str, Any]) -> None:
     for kind in DAGS:
         children = outcomes[kind]["children"]
-        assert children["trigger_child"]["state"] == children["trigger_child_deferred"]["state"] == "success"
-        assert children["trigger_child"]["value"] == "child of poll"
-        assert children["trigger_child_deferred"]["value"] == "child of defer"
-        assert all(c["run_id"].startswith("manual__") for c in children.values())
+        assert {task_id: c["state"] for task_id, c in children.items()} == dict.fromkeys(
+            CHILD_VALUES, CHILD_RUN_STATE
+        )
+        assert {task_id: c["value"] for task_id, c in children.items()} == CHILD_VALUES
+        assert all(c["run_id"].startswith(CHILD_RUN_ID_PREFIX) for c in children.values())
 
 
 def test_a_trigger_the_triggerer_cannot_import_fails_the_task(outcomes: dict[str, Any]) -> None:
+    """The triggerer cannot import the classpath: the task fails on try 1, never hangs deferred.
+
+    Usually the triggerer's ``__fail__`` resumes the task, which fails with TaskDeferralError and
+    the triggerer's traceback in its log. But the triggerer fails the trigger within a second or
+    two, and the executor reports the deferring process's exit later (its supervisor finishes
+    about 5 s after the task deferred, for Python tasks too); when the resume is already queued by
+    then, the scheduler marks the task failed as "state changed externally" before it resumes.
+    That race is Airflow's (scheduler and executor), the same for a Python task; both end failed."""
     ti = outcomes["bad"]["tis"]["bad_classpath"]
     assert (ti.state, ti.try_number) == ("failed", 1)
     log = outcomes["bad"]["log"]
-    assert "TaskDeferralError" in log and "Trigger failure" in log, log[-3000:]
-    assert "no_such_package" in log, log[-3000:]
+    resumed = "TaskDeferralError" in log and "Trigger failure" in log
+    if resumed:
+        assert "no_such_package" in log, log[-3000:]
+    else:
+        externally = [
+            line
+            for line in outcomes["bad"]["scheduler_log"].splitlines()
+            if "deferral_bad_dag.bad_classpath" in line
+            and "but the task instance's state attribute is" in line
+        ]
+        assert externally, log[-3000:]
