@@ -8,14 +8,19 @@ result lists every line that raised inside the peer (which would crash a real su
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 
 
 def main(lines_file: str, task_log: str, result_file: str) -> None:
-    os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="pybundle-logreader-"))
+    if "AIRFLOW_HOME" not in os.environ:  # a throw-away one, removed when the peer exits
+        home = tempfile.mkdtemp(prefix="pybundle-logreader-")
+        atexit.register(shutil.rmtree, home, True)
+        os.environ["AIRFLOW_HOME"] = home
     from airflow.sdk.api.client import Client
     from airflow.sdk.execution_time.supervisor import _configure_logging, process_log_messages_from_subprocess
 
