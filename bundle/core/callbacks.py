@@ -28,6 +28,7 @@ Loaded only by tasks that have callbacks.
 from __future__ import annotations
 
 import contextvars
+import logging
 import os
 import sys
 import threading
@@ -186,14 +187,41 @@ def _run_one(
     client: Client,
     limit: float,
 ) -> None:
-    name = function_name(fn)
-    label = f"{kind}[{index}] {name}"
+    def invoke() -> Any:
+        args, kwargs = _arguments(task, fn, context, client)
+        return fn(*args, **kwargs)
+
+    run_bounded(
+        invoke,
+        what="task callback",
+        label=f"{kind}[{index}] {function_name(fn)}",
+        thread_name=f"pybundle-{kind}",
+        limit=limit,
+        level=logging.DEBUG,
+        abandoned=", the task's state stands",
+    )
+
+
+def run_bounded(
+    invoke: Callable[[], Any],
+    *,
+    what: str,
+    label: str,
+    thread_name: str,
+    limit: float,
+    level: int,
+    abandoned: str = "",
+) -> None:
+    """Run one callback (``invoke`` binds its arguments and calls it; a coroutine it returns is
+    awaited) on a daemon thread in a copy of the caller's context variables (go-plugin mode routes
+    log records by them), for at most ``limit`` seconds. A hang is logged with the stack it is stuck
+    in and abandoned, an exception with its traceback; neither is raised. Task and DAG callbacks
+    share it; ``level`` is their start/finish records' level."""
     failure: list[BaseException] = []
 
     def call() -> None:
         try:
-            args, kwargs = _arguments(task, fn, context, client)
-            result = fn(*args, **kwargs)
+            result = invoke()
             if hasattr(result, "__await__"):
                 import asyncio
 
@@ -204,30 +232,29 @@ def _run_one(
         except BaseException as exc:  # a callback never changes the outcome, whatever it raises
             failure.append(exc)
 
-    # The task's context variables (go-plugin mode routes log records by them) follow the callback.
+    title = what[0].upper() + what[1:]
     runner = contextvars.copy_context()
-    thread = threading.Thread(target=runner.run, args=(call,), name=f"pybundle-{kind}", daemon=True)
+    thread = threading.Thread(target=runner.run, args=(call,), name=thread_name, daemon=True)
     started = time.monotonic()
-    runtime_log().debug("Running task callback %s", label)
+    runtime_log().log(level, "Running %s %s", what, label)
     thread.start()
     thread.join(limit)
     if thread.is_alive():
         runtime_log().error(
-            "Task callback %s did not finish within %.1f s (%s); abandoned it, the task's state "
-            "stands. It was here:\n%s",
+            "%s %s did not finish within %.1f s (%s); abandoned it%s. It was here:\n%s",
+            title,
             label,
             limit,
             TIMEOUT_ENV,
+            abandoned,
             _stack_of(thread),
         )
         return
     if failure:
         exc = failure[0]
-        runtime_log().error(
-            "Failed to run task callback %s: %s: %s", label, type(exc).__name__, exc, exc_info=exc
-        )
+        runtime_log().error("Failed to run %s %s: %s: %s", what, label, type(exc).__name__, exc, exc_info=exc)
         return
-    runtime_log().debug("Task callback %s finished in %.3f s", label, time.monotonic() - started)
+    runtime_log().log(level, "%s %s finished in %.3f s", title, label, time.monotonic() - started)
 
 
 def _arguments(

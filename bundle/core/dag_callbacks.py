@@ -18,15 +18,12 @@ Loaded only by DAGs that have DAG-level callbacks, and by the DAG-callback mode.
 
 from __future__ import annotations
 
-import contextvars
-import threading
-import time
+import logging
 
-from .callbacks import TIMEOUT_ENV, _stack_of, plan_callback, timeout_seconds
+from .callbacks import plan_callback, run_bounded, timeout_seconds
 from .context import Context, DagRunInfo, TaskInstanceInfo
 from .injection import CLIENT, CONTEXT, function_name
 from .messages import Access, Workload
-from .runtime_log import runtime_log
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -148,52 +145,23 @@ def run_dag_callbacks(dag: Dag, kind: str, context: DagCallbackContext, client: 
 def _run_one(
     label: str, fn: Callable[..., Any], context: DagCallbackContext, client: Client, limit: float
 ) -> None:
-    failure: list[BaseException] = []
+    def invoke() -> Any:
+        args, kwargs = _arguments(fn, context, client)
+        return fn(*args, **kwargs)
 
-    def call() -> None:
-        try:
-            args, kwargs = _arguments(fn, context, client)
-            result = fn(*args, **kwargs)
-            if hasattr(result, "__await__"):
-                import asyncio
-
-                async def wait() -> Any:
-                    return await result
-
-                asyncio.run(wait())
-        except BaseException as exc:  # a callback's failure is logged, never raised
-            failure.append(exc)
-
-    thread = threading.Thread(
-        target=contextvars.copy_context().run, args=(call,), name="pybundle-dag-callback", daemon=True
+    run_bounded(
+        invoke,
+        what="DAG callback",
+        label=label,
+        thread_name="pybundle-dag-callback",
+        limit=limit,
+        level=logging.INFO,
     )
-    started = time.monotonic()
-    runtime_log().info("Running DAG callback %s", label)
-    thread.start()
-    thread.join(limit)
-    if thread.is_alive():
-        runtime_log().error(
-            "DAG callback %s did not finish within %.1f s (%s); abandoned it. It was here:\n%s",
-            label,
-            limit,
-            TIMEOUT_ENV,
-            _stack_of(thread),
-        )
-        return
-    if failure:
-        exc = failure[0]
-        runtime_log().error(
-            "Failed to run DAG callback %s: %s: %s", label, type(exc).__name__, exc, exc_info=exc
-        )
-        return
-    runtime_log().info("DAG callback %s finished in %.3f s", label, time.monotonic() - started)
 
 
 def _arguments(
     fn: Callable[..., Any], context: DagCallbackContext, client: Client
 ) -> tuple[list[Any], dict[str, Any]]:
-    import logging
-
     plan = plan_callback(fn)
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
