@@ -139,12 +139,31 @@ class AirflowRest:
         return self._json("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
 
     def wait_run(self, dag_id: str, run_id: str, timeout: float, poll: float = 1.0) -> str:
-        """Poll until the run is success/failed; TimeoutError (with the task states) otherwise."""
-        return poll_until(
-            lambda: state if (state := self.run_state(dag_id, run_id)) in TERMINAL_RUN_STATES else None,
-            timeout,
+        """Poll until the run is success/failed; TimeoutError (with the task states) once it stalls.
+
+        *timeout* bounds a hang, not a speed: it is how long the run may go without any task instance
+        changing state or try (:class:`Progress`), so a loaded machine gives a slow pass, not a failure.
+        """
+        progress = Progress(timeout)
+
+        def probe() -> str | None:
+            state = self.run_state(dag_id, run_id)
+            if state in TERMINAL_RUN_STATES:
+                return state
+            progress.saw(self.ti_progress(dag_id, run_id))
+            return None
+
+        return progress.poll(
+            probe,
             poll,
             lambda: f"run {dag_id}/{run_id} not finished; tasks: {self.task_instances(dag_id, run_id)}",
+        )
+
+    def ti_progress(self, dag_id: str, run_id: str) -> frozenset[tuple[str, int, str | None, int]]:
+        """What counts as progress for a run: each task instance's (id, map index, state, try)."""
+        return frozenset(
+            (ti.task_id, ti.map_index, ti.state, ti.try_number)
+            for ti in self.task_instances(dag_id, run_id).values()
         )
 
     def task_instances(self, dag_id: str, run_id: str) -> dict[tuple[str, int], TaskInstance]:
@@ -232,3 +251,42 @@ def poll_until(probe: Callable[[], T | None], timeout: float, poll: float, descr
         if time.monotonic() >= deadline:
             raise TimeoutError(f"after {timeout:.0f} s: {describe()}")
         time.sleep(poll)
+
+
+class Progress:
+    """A wait bounded by a stall, not by a total time: the e2e tests' guard against a hang.
+
+    The wait fails only when what it watches has not changed for *stall* seconds (a hang), or after
+    ``CAP_FACTOR * stall`` seconds in all (a run that keeps changing but never ends). On a slow or
+    loaded machine a run that keeps moving is waited for; one that stops moving fails as before.
+    """
+
+    CAP_FACTOR = 6
+
+    def __init__(self, stall: float) -> None:
+        self.stall = stall
+        self._began = self._changed = time.monotonic()
+        self._last: object = None
+
+    def saw(self, snapshot: object) -> None:
+        """Record what the watched thing looks like now; a difference from last time is progress."""
+        if snapshot != self._last:
+            self._last = snapshot
+            self._changed = time.monotonic()
+
+    def expired(self) -> bool:
+        now = time.monotonic()
+        return now - self._changed >= self.stall or now - self._began >= self.CAP_FACTOR * self.stall
+
+    def describe(self) -> str:
+        return f"no progress for {self.stall:.0f} s (or {self.CAP_FACTOR * self.stall:.0f} s in all)"
+
+    def poll(self, probe: Callable[[], T | None], poll: float, describe: Callable[[], str]) -> T:
+        """Call *probe* (which calls :meth:`saw`) until it returns non-None; TimeoutError on a stall."""
+        while True:
+            result = probe()
+            if result is not None:
+                return result
+            if self.expired():
+                raise TimeoutError(f"{self.describe()}: {describe()}")
+            time.sleep(poll)

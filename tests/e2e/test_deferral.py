@@ -28,6 +28,7 @@ from tests.deferral_expected import (
     TASKS,
 )
 from tests.e2e.deployment import Deployment
+from tests.e2e.rest import Progress
 
 HERE = Path(__file__).resolve().parent
 RUN_TIMEOUT = 150.0
@@ -44,12 +45,14 @@ def _watch(
     seen: dict[str, dict[str, set[str]]] = {kind: {t: set() for t in TASKS} for kind in runs}
     quick_done_while_deferred = dict.fromkeys(runs, False)
     file_created_after_deferred = dict.fromkeys(runs, False)
-    deadline = time.monotonic() + RUN_TIMEOUT
+    progress = Progress(RUN_TIMEOUT)
     pending = set(runs)
-    while pending and time.monotonic() < deadline:
+    while pending and not progress.expired():
+        snapshot = []
         for kind in list(pending):
             dag_id, run_id = runs[kind]
             tis = deployment.task_instances(dag_id, run_id)
+            snapshot.append((kind, sorted((t, ti.state or "", ti.try_number) for t, ti in tis.items())))
             for task_id, ti in tis.items():
                 seen[kind][task_id].add(ti.state or "none")
             if tis["wait_time"].state == "deferred" and tis["quick"].state == "success":
@@ -59,8 +62,9 @@ def _watch(
                 file_created_after_deferred[kind] = True
             if deployment.rest.run_state(dag_id, run_id) in ("success", "failed"):
                 pending.discard(kind)
+        progress.saw(snapshot)
         time.sleep(0.5)
-    assert not pending, f"runs still going after {RUN_TIMEOUT} s: {pending}\n{deployment.log_tails()}"
+    assert not pending, f"runs still going, {progress.describe()}: {pending}\n{deployment.log_tails()}"
     return {
         "seen": seen,
         "quick_done_while_deferred": quick_done_while_deferred,

@@ -26,9 +26,12 @@ from typing import Any
 import pytest
 
 from tests.e2e.deployment import Deployment
+from tests.e2e.rest import Progress
 
 HERE = Path(__file__).resolve().parent
-RUN_TIMEOUT = 180.0  # a 25 s deferral and three pokes 8 s apart, on a loaded machine
+RUN_TIMEOUT = (
+    180.0  # a stall bound (rest.Progress): a 25 s deferral and pokes 8 s apart change nothing for a while
+)
 DAGS = {"bundle": "worker_slots_dag", "python": "python_worker_slots_dag"}
 POOLS = {
     "bundle": {"defer": "bundle_slots_defer", "reschedule": "bundle_slots_resched"},
@@ -66,11 +69,13 @@ def _watch(deployment: Deployment, runs: dict[str, str]) -> dict[str, dict[str, 
         for kind in runs
     }
     pending = set(runs)
-    deadline = time.monotonic() + RUN_TIMEOUT
-    while pending and time.monotonic() < deadline:
+    progress = Progress(RUN_TIMEOUT)
+    while pending and not progress.expired():
+        snapshot = []
         for kind in list(pending):
             tis = deployment.task_instances(DAGS[kind], runs[kind])
             states = {task_id: tis[task_id].state for task_id in TASKS if task_id in tis}
+            snapshot.append((kind, sorted((t, ti.state or "", ti.try_number) for t, ti in tis.items())))
             if states.get("waiter") == "deferred":
                 if states.get("after_defer") == "success":
                     seen[kind]["done_while_deferred"] = True
@@ -80,8 +85,9 @@ def _watch(deployment: Deployment, runs: dict[str, str]) -> dict[str, dict[str, 
                 seen[kind]["done_while_rescheduled"] = True
             if deployment.rest.run_state(DAGS[kind], runs[kind]) in ("success", "failed"):
                 pending.discard(kind)
+        progress.saw(snapshot)
         time.sleep(0.5)
-    assert not pending, f"runs still going after {RUN_TIMEOUT} s: {pending}\n{deployment.log_tails()}"
+    assert not pending, f"runs still going, {progress.describe()}: {pending}\n{deployment.log_tails()}"
     return seen
 
 
