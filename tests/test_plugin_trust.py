@@ -142,6 +142,22 @@ def test_a_log_path_inside_the_folder_still_works(api, env, tmp_path, write_bund
     assert (tmp_path / "logs" / "dag_id=d" / "attempt=1.log").is_file()
 
 
+def test_task_log_file_keeps_every_path_inside_the_folder(tmp_path):
+    from bundle.plugin.tasklog import LogPathError, task_log_file
+
+    base = tmp_path / "logs"
+    base.mkdir()
+    (base / "out").symlink_to(tmp_path)
+    (base / "in").symlink_to(base / "sub", target_is_directory=True)
+    assert task_log_file(str(base), "a/b.log") == base / "a" / "b.log"
+    assert task_log_file(str(base), "a/../b.log") == base / "b.log"
+    assert task_log_file(str(base), "in/c.log") == base / "sub" / "c.log"  # a link that stays inside
+    for bad in ("", ".", "a/..", "..", "../x", "/etc/passwd", "out/x", "out/../../x", "x\x00y"):
+        with pytest.raises(LogPathError):
+            task_log_file(str(base), bad)
+    assert sorted(p.name for p in base.iterdir()) == ["in", "out"]  # checking creates nothing
+
+
 # -- who can connect -------------------------------------------------------------------------------
 def connect_as(uid: int, path: str) -> int:
     """Connect to the Unix socket ``path`` from a child running as ``uid``; 0 or the errno."""

@@ -3,7 +3,8 @@
 What the Go Edge Worker sees must be what a Go bundle built with the pre-retirement Go SDK showed it
 (go-plugin v1.7.0 host, app protocol 1). The start-up order matters and follows go-plugin's
 ``Serve``: ignore SIGINT (the worker drains on Ctrl-C and stops plugins itself), negotiate the app
-protocol version, listen on a fresh Unix socket, register every service and *start serving*, and
+protocol version, listen on a fresh Unix socket (in a new directory only this user may enter, so
+no other local user can call the plugin whatever the umask), register every service and *start serving*, and
 only then print the handshake line (the host dials at once, fail-fast). After the handshake, fds 1
 and 2 feed ``GRPCStdio`` and the plugin's own logs go to the real stderr as hclog JSON lines.
 
@@ -12,7 +13,8 @@ SERVING), ``plugin.GRPCController/Shutdown`` (answer, then stop and exit well in
 kill deadline), ``plugin.GRPCStdio/StreamStdio`` and ``plugin.GRPCBroker/StartStream`` (drained; a
 dag-bundle never brokers). The process also exits when its parent dies (polling ``getppid``:
 ``PR_SET_PDEATHSIG`` fires when the parent *thread* exits, which would kill plugins started from a
-short-lived thread of a Python host) and on SIGTERM; it removes its socket file on the way out.
+short-lived thread of a Python host) and on SIGTERM; it removes its socket and its directory on
+the way out. Requests are bounded (``pybundle.max-receive-message-bytes``, 4 MiB like grpc-go).
 """
 
 from __future__ import annotations
