@@ -200,15 +200,16 @@ SECRETS = {
 }
 
 
-@pytest.fixture
-def snoop(tmp_path) -> tuple[Path, Path]:
-    """A packed bundle whose import records the environment and interpreter flags it sees."""
+@pytest.fixture(params=["executable", "zip"])
+def snoop(tmp_path, request) -> tuple[Path, Path]:
+    """A packed bundle (either format) whose import records the environment and interpreter flags
+    it sees."""
     report = tmp_path / "report.txt"
     source = tmp_path / "snoop_bundle.py"
     source.write_text(SNOOP.format(keys=[*SECRETS, "PATH", "HOME", "LANG"], report=str(report)))
-    out = tmp_path / "snoop"
+    out = tmp_path / ("snoop.zip" if request.param == "zip" else "snoop")
     result = bundle_pack(
-        str(source), "--format", "executable", "--output", str(out), "--python", sys.executable
+        str(source), "--format", request.param, "--output", str(out), "--python", sys.executable
     )
     assert result.returncode == 0, result.stderr
     report.unlink()
