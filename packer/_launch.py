@@ -15,6 +15,8 @@ What it does:
    ``$PYBUNDLE_CACHE_DIR``, else ``$XDG_CACHE_HOME/pybundle``, else ``~/.cache/pybundle``, else
    ``<tmp>/pybundle-<uid>`` (a default location that cannot be created or is not private is skipped).
    The cache directory must belong to the current user and must not be writable by group or others;
+   every directory above it must belong to root or the current user and must not be writable by
+   group or others unless it is sticky (``/tmp``); missing directories are created 0700;
    an entry is trusted only if its stamp names the same hash and every file still has its recorded
    size.
 3. On a miss, extracts the ZIP that ends the region into a private temporary directory next to the
@@ -191,8 +193,66 @@ def check_private(path: str, st: os.stat_result) -> None:
         )
 
 
+def ancestors(path: str) -> list[str]:
+    """The directories above ``path``, as spelled and once symlinks are resolved, each once."""
+    found: list[str] = []
+    for start in (path, os.path.realpath(path)):
+        parent = os.path.dirname(start)
+        while parent not in found:
+            found.append(parent)
+            if os.path.dirname(parent) == parent:
+                break
+            parent = os.path.dirname(parent)
+    return found
+
+
+def check_ancestors(root: str) -> None:
+    """Refuse a cache root below a directory another user could change.
+
+    Whoever can write to a directory above the cache can rename the cache away and put their own in
+    its place (at best every start then fails, at worst their code runs as us). So every existing
+    directory above the root, as spelled and as resolved, must belong to root or to us and must not
+    be writable by group or others - unless its sticky bit is set, as on ``/tmp``: there others may
+    add entries but not rename or remove ours. Missing directories are created private later."""
+    euid = os.geteuid()
+    for directory in ancestors(root):
+        try:
+            st = os.stat(directory)
+        except FileNotFoundError:
+            continue
+        if st.st_uid not in (0, euid):
+            raise LaunchError(
+                f"refusing cache directory {root}: {directory} above it is owned by uid {st.st_uid} "
+                f"(neither root nor the current user); set {CACHE_ENV} to a private directory"
+            )
+        if st.st_mode & 0o022 and not st.st_mode & 0o1000:
+            raise LaunchError(
+                f"refusing cache directory {root}: {directory} above it is writable by group or others "
+                f"without the sticky bit (mode {st.st_mode & 0o7777:04o}); set {CACHE_ENV} to a private directory"
+            )
+
+
+def make_private_dirs(path: str) -> None:
+    """``os.makedirs`` with every missing component 0700, not only the last, whatever the umask
+    (``makedirs`` gives the parents ``0777 & ~umask``: 0777 under ``umask 000``)."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        parent = os.path.dirname(path)
+        if parent == path:
+            raise
+        make_private_dirs(parent)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:  # a concurrent first start made it
+            return
+    os.chmod(path, 0o700)  # mkdir's mode is masked by the umask; an odd one could leave it unusable
+
+
 def open_root() -> str:
-    """Create (0700) or validate the cache root.
+    """Create (0700, with every missing parent) or validate the cache root.
 
     An explicit ``$PYBUNDLE_CACHE_DIR`` that is unusable or unsafe is an error. A default location
     that cannot be created or is not private (e.g. a ``$HOME`` shared with another user) is skipped
@@ -201,7 +261,8 @@ def open_root() -> str:
     failures = []
     for root in cache_roots():
         try:
-            os.makedirs(root, mode=0o700, exist_ok=True)
+            check_ancestors(root)
+            make_private_dirs(root)
             # A default location is checked without following a symlink: another user can plant
             # one at <tmp>/pybundle-<uid> (the sticky /tmp lets them) to point the cache at a
             # directory of ours, where the sweep would then delete files. An explicit one is the

@@ -9,7 +9,8 @@ The bundle runs in a subprocess, as for every other introspection (``packer.intr
 import-time side effects stay out of the packer. A source target runs against the runtime this
 packer embeds; a packed bundle (either format) against the runtime packed inside it: its payload is
 extracted into a private temporary directory (relative regular files only, bounded), never into the
-worker cache the launcher uses.
+worker cache the launcher uses, and runs isolated like its launcher runs it (``-I -S``, an
+allow-listed environment without the caller's secrets).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 from . import PackError
 from .inspect_ import MAX_ENTRY_BYTES, MAX_TOTAL_BYTES, MAX_ZIP_ENTRIES, load_bundle
 from .inspect_ import read_entry as read_zip_entry
-from .introspect import finish, parse_json, start
+from .introspect import finish, isolated_env, parse_json, start
 from .payload import CONFIG_NAME, runtime_dir
 from .trailer import has_trailer, iter_range, parse_bundle
 
@@ -100,7 +101,7 @@ def read_bundle_document(target: str, dag_ids: Sequence[str] = ()) -> BundleDocu
     if path.is_file() and not target.endswith(".py") and _looks_packed(path):
         with tempfile.TemporaryDirectory(prefix="pybundle-dagfile-") as scratch:
             search_path, inner_target = _extract_packed(target, Path(scratch))
-            return _run(search_path, inner_target, dag_ids, f"the packed bundle {target}")
+            return _run(search_path, inner_target, dag_ids, f"the packed bundle {target}", isolated=True)
     return _run(str(runtime_dir().parent), target, dag_ids, f"the bundle {target}")
 
 
@@ -116,8 +117,17 @@ def _looks_packed(path: Path) -> bool:
     return tail == b"AFBNDL01" or head == b"PK\x03\x04"
 
 
-def _run(search_path: str, target: str, dag_ids: Sequence[str], what: str) -> BundleDocument:
-    process = start([sys.executable, "-c", SERIALIZE_CODE, search_path, target, *dag_ids])
+def _run(
+    search_path: str, target: str, dag_ids: Sequence[str], what: str, *, isolated: bool = False
+) -> BundleDocument:
+    """Serialize in a subprocess; ``isolated`` (a packed bundle, possibly someone else's) runs it as
+    its launcher would, ``-I -S``, and with an allow-listed environment without the caller's secrets.
+    A source target is the caller's own code and runs with their environment, as ``pack`` does."""
+    if isolated:
+        command = [sys.executable, "-I", "-S", "-c", SERIALIZE_CODE, search_path, target, *dag_ids]
+        process = start(command, isolated_env())
+    else:
+        process = start([sys.executable, "-c", SERIALIZE_CODE, search_path, target, *dag_ids])
     result = finish(process, what, TIMEOUT_SECONDS)
     if result.returncode == 3:  # the target does not load, or an unknown --dag: the script's own line
         raise PackError(result.stderr.strip().splitlines()[-1].removeprefix("error: "))

@@ -104,6 +104,22 @@ STDERR_TAIL_BYTES = 64 << 10  # only the end of stderr is ever shown
 EXIT_GRACE_SECONDS = 1.0  # after the bundle exits, how long something it started may hold its pipes
 
 
+# What a run of an artifact someone else built keeps of the caller's environment: enough to find
+# the interpreter and decode text, nothing that could hold a secret (AIRFLOW_*, AWS_*, tokens, ...).
+ISOLATED_ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+
+
+def isolated_env(**extra: str) -> dict[str, str]:
+    """The environment for running a packed bundle's code on behalf of ``verify`` / ``dag-file``:
+    the allow-list :data:`ISOLATED_ENV_KEEP` of the caller's variables, plus ``extra``.
+
+    A packed bundle is an artifact, possibly someone else's; ``inspect`` never runs it, but these
+    commands import its modules, and that code must not see the caller's credentials."""
+    env = {key: os.environ[key] for key in ISOLATED_ENV_KEEP if key in os.environ}
+    env.update(extra)
+    return env
+
+
 def start(command: Sequence[str], env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start ``command`` with stdin closed and both output streams captured.
 

@@ -9,7 +9,9 @@ Static checks (what a consumer checks before it trusts the file):
   the root, exec bits in the executable entry's external attributes.
 
 Dynamic checks (the artifact's executable is run, with a fresh private launcher cache so the
-first-run extraction is exercised too): ``--bundle-metadata`` names the bundle, ``--dump-bundle-spec``
+first-run extraction is exercised too, isolated: its stub runs the interpreter with ``-I -S`` and the
+environment is :func:`packer.introspect.isolated_env`'s allow-list, so the bundle's import-time code
+sees none of the caller's secrets): ``--bundle-metadata`` names the bundle, ``--dump-bundle-spec``
 exposes exactly the manifest's dags and tasks, ``--airflow-metadata --format json`` agrees with the
 manifest. Every problem is collected and reported, not just the first.
 """
@@ -290,8 +292,8 @@ def _run_checks(
     executable: str, fmt: str, document: Mapping[str, Any], report: Report, timeout: float
 ) -> None:
     cache = tempfile.mkdtemp(prefix="bundle-pack-verify-cache-")
-    env = {key: value for key, value in os.environ.items() if key != "AIRFLOW_BUNDLE_MAGIC_COOKIE"}
-    env[CACHE_ENV] = cache
+    # the executable's stub runs the interpreter with -I -S; the environment is an allow-list
+    env = introspect.isolated_env(**{CACHE_ENV: cache})
     try:
         answers = {}
         for flags in (

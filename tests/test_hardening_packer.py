@@ -617,11 +617,14 @@ def test_every_mutation_of_a_bundle_is_a_clean_error(good, tmp_path, monkeypatch
 
 
 # -- verify runs the bundle: hangs, floods and leftovers are bounded --------------------------
+# verify runs the bundle with an allow-listed environment, so the test steers it through a file
+# whose path is written into the bundle when it is packed.
 HOSTILE = """
-import os, subprocess, sys, time
+import json, os, subprocess, sys, time
 from bundle import Bundle
 
-mode = os.environ.get("HOSTILE_MODE")
+control = json.load(open(CONTROL_PATH)) if os.path.exists(CONTROL_PATH) else {}
+mode = control.get("mode")
 if mode == "hang":
     time.sleep(600)
 elif mode == "flood":  # fd 1 is stderr by now; the real stdout is kept aside for the document
@@ -631,7 +634,7 @@ elif mode == "flood":  # fd 1 is stderr by now; the real stdout is kept aside fo
         os.write(_stdout._saved_fd, chunk)
 elif mode == "leftover":  # exits at once, but a child keeps the pipes open for ten minutes
     child = subprocess.Popen(["sleep", "600"])
-    open(os.environ["HOSTILE_PID_FILE"], "w").write(str(child.pid))
+    open(control["pid_file"], "w").write(str(child.pid))
 elif mode == "deep-json":
     from bundle import _stdout
     os.write(_stdout._saved_fd, b"[" * 200_000 + b"]" * 200_000)
@@ -650,7 +653,9 @@ def t() -> None:
 @pytest.fixture(scope="module")
 def hostile_bundle(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("hostile")
-    (directory / "hostile.py").write_text(HOSTILE)
+    (directory / "hostile.py").write_text(
+        HOSTILE.replace("CONTROL_PATH", repr(str(directory / "control.json")))
+    )
     out = directory / "hostile"
     result = bundle_pack(
         str(directory / "hostile.py"),
@@ -664,6 +669,12 @@ def hostile_bundle(tmp_path_factory) -> Path:
     )
     assert result.returncode == 0, result.stderr
     return out
+
+
+def steer(hostile_bundle: Path, mode: str, pid_file: Path | None = None) -> None:
+    """What the hostile bundle does when ``verify`` runs it next."""
+    control = {"mode": mode, "pid_file": str(pid_file) if pid_file else None}
+    (hostile_bundle.parent / "control.json").write_text(json.dumps(control))
 
 
 def alive(pid: int) -> bool:
@@ -683,8 +694,8 @@ def alive(pid: int) -> bool:
         ("deep-json", 60.0, "printed JSON nested too deeply to read", 15.0),
     ],
 )
-def test_verify_bounds_a_hostile_executable(hostile_bundle, monkeypatch, mode, timeout, message, bound):
-    monkeypatch.setenv("HOSTILE_MODE", mode)
+def test_verify_bounds_a_hostile_executable(hostile_bundle, mode, timeout, message, bound):
+    steer(hostile_bundle, mode)
     began = time.monotonic()
     report = verify(str(hostile_bundle), timeout=timeout)
     seconds = time.monotonic() - began
@@ -696,10 +707,9 @@ def test_verify_bounds_a_hostile_executable(hostile_bundle, monkeypatch, mode, t
         assert len(report.problems) == 1
 
 
-def test_verify_kills_what_the_executable_left_behind(hostile_bundle, monkeypatch, tmp_path):
+def test_verify_kills_what_the_executable_left_behind(hostile_bundle, tmp_path):
     pid_file = tmp_path / "pid"
-    monkeypatch.setenv("HOSTILE_MODE", "leftover")
-    monkeypatch.setenv("HOSTILE_PID_FILE", str(pid_file))
+    steer(hostile_bundle, "leftover", pid_file)
     began = time.monotonic()
     report = verify(str(hostile_bundle))
     seconds = time.monotonic() - began

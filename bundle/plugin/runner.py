@@ -55,7 +55,7 @@ from .api import ApiError, ExecutionApiClient
 from .hclog import HclogWriter
 from .httppool import deadlines
 from .settings import Settings
-from .tasklog import TaskLogging
+from .tasklog import LogPathError, TaskLogging, task_log_file
 from .transport import ExecutionApiTransport
 
 HEARTBEAT_INTERVAL_SECONDS = 5.0
@@ -365,6 +365,12 @@ class TaskRunner:
 
     def run(self, workload: Workload, cancel: threading.Event | None = None) -> str:
         """Run the workload; return the state reported to Airflow, raise ``RunnerError`` otherwise."""
+        log_file = None
+        if workload.log_path is not None:  # checked first: nothing may be created for a bad one
+            try:
+                log_file = task_log_file(self.settings.base_log_folder, workload.log_path)
+            except LogPathError as exc:
+                raise RunnerError(str(exc), code="INVALID_ARGUMENT") from None
         if not self.settings.execution_api_url:
             raise RunnerError(
                 "no Execution API URL: set AIRFLOW__EXECUTION_API_URL or execution-api-url in "
@@ -376,7 +382,7 @@ class TaskRunner:
             raise RunnerError(str(exc)) from exc
         fields = {"dag_id": workload.dag_id, "task_id": workload.task_id, "ti_id": str(workload.ti_id)}
         try:
-            logging_setup = TaskLogging(self.settings, workload.log_path, self.log)
+            logging_setup = TaskLogging(self.settings, log_file, self.log)
         except OSError as exc:
             # Go also reported the task failed here, but on a task instance that never entered
             # running, which the Execution API refuses (409); the host marks the edge job failed.

@@ -3,7 +3,8 @@
 What the Go Edge Worker sees must be what a Go bundle built with the pre-retirement Go SDK showed it
 (go-plugin v1.7.0 host, app protocol 1). The start-up order matters and follows go-plugin's
 ``Serve``: ignore SIGINT (the worker drains on Ctrl-C and stops plugins itself), negotiate the app
-protocol version, listen on a fresh Unix socket, register every service and *start serving*, and
+protocol version, listen on a fresh Unix socket (in a new directory only this user may enter, so
+no other local user can call the plugin whatever the umask), register every service and *start serving*, and
 only then print the handshake line (the host dials at once, fail-fast). After the handshake, fds 1
 and 2 feed ``GRPCStdio`` and the plugin's own logs go to the real stderr as hclog JSON lines.
 
@@ -12,7 +13,8 @@ SERVING), ``plugin.GRPCController/Shutdown`` (answer, then stop and exit well in
 kill deadline), ``plugin.GRPCStdio/StreamStdio`` and ``plugin.GRPCBroker/StartStream`` (drained; a
 dag-bundle never brokers). The process also exits when its parent dies (polling ``getppid``:
 ``PR_SET_PDEATHSIG`` fires when the parent *thread* exits, which would kill plugins started from a
-short-lived thread of a Python host) and on SIGTERM; it removes its socket file on the way out.
+short-lived thread of a Python host) and on SIGTERM; it removes its socket and its directory on
+the way out. Requests are bounded (``pybundle.max-receive-message-bytes``, 4 MiB like grpc-go).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from ._generated.plugin import (
     grpc_stdio_pb2_grpc,
 )
 from .hclog import HclogHandler, HclogWriter
+from .settings import max_receive_message_bytes
 from .stdio import StdioCapture
 
 if TYPE_CHECKING:
@@ -70,6 +73,7 @@ FINAL_REPORT_TIMEOUT_SECONDS = 0.4
 PARENT_POLL_SECONDS = 0.25
 NETWORK_ENV = "PYBUNDLE_PLUGIN_NETWORK"  # "tcp" forces the TCP listener (tests, Windows-like hosts)
 _SUN_PATH_MAX = 107
+SOCKET_NAME = "plugin.sock"
 
 log = logging.getLogger("bundle.plugin")
 
@@ -119,17 +123,20 @@ class Listener:
     network: str  # "unix" or "tcp"
     address: str  # socket path or 127.0.0.1:port
     socket_path: str | None = None
+    socket_dir: str | None = None  # the private directory created for the socket
 
     def remove(self) -> None:
-        """Delete the socket file: go-plugin's listener removes it on close, and hosts run many
-        short-lived plugins, so leftovers would pile up in the temp dir."""
-        if self.socket_path:
+        """Delete the socket file and its directory: go-plugin's listener removes the socket on
+        close, and hosts run many short-lived plugins, so leftovers would pile up in the temp dir."""
+        for path, remove in ((self.socket_path, os.unlink), (self.socket_dir, os.rmdir)):
+            if not path:
+                continue
             try:
-                os.unlink(self.socket_path)
+                remove(path)
             except FileNotFoundError:
                 pass
             except OSError as exc:
-                log.warning("could not remove socket %s: %s", self.socket_path, exc)
+                log.warning("could not remove %s: %s", path, exc)
 
 
 def _add_port(server: grpc.Server, target: str, credentials: grpc.ServerCredentials | None) -> int:
@@ -143,35 +150,59 @@ def _temp_dir(env: Mapping[str, str]) -> str:
     return env.get("TMPDIR") or "/tmp"
 
 
-def _unused_path(directory: str, prefix: str) -> str:
-    """A name no file has in ``directory``, like ``os.CreateTemp(dir, prefix)`` minus the file:
-    binding fails rather than reuse a path that appears meanwhile."""
+def private_socket_dir(parent: str, gid: int | None = None) -> str:
+    """A fresh directory in ``parent`` that only this user (and ``gid``, if given) can enter.
+
+    A Unix socket's own mode comes from the umask (0777 under ``umask 000``) and whoever can
+    connect can call ``Execute``; a directory made here, mode 0700 (0710 for the socket group)
+    whatever the umask, keeps other local users away from the socket however it was created.
+    ``mkdir`` fails rather than reuse a directory that appeared meanwhile."""
     for _ in range(100):
-        path = os.path.join(directory, prefix + str(int.from_bytes(os.urandom(4), "big")))
-        if not os.path.lexists(path):
-            return path
-    raise OSError(f"no unused socket name in {directory}")
+        path = os.path.join(parent, "plugin" + str(int.from_bytes(os.urandom(4), "big")))
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        try:
+            if gid is not None:
+                os.chown(path, -1, gid)
+            os.chmod(path, 0o710 if gid is not None else 0o700)  # mkdir's mode is masked by the umask
+        except OSError:
+            os.rmdir(path)
+            raise
+        return path
+    raise OSError(f"no unused socket directory name in {parent}")
 
 
 def bind_listener(
     server: grpc.Server, credentials: grpc.ServerCredentials | None, environ: dict[str, str] | None = None
 ) -> Listener:
-    """A fresh Unix socket in ``PLUGIN_UNIX_SOCKET_DIR`` (or the temp dir), named like Go's
-    ``os.CreateTemp(dir, "plugin")``; TCP on 127.0.0.1 within ``PLUGIN_MIN_PORT..PLUGIN_MAX_PORT``
-    when Unix sockets are unavailable, the path is too long, or ``PYBUNDLE_PLUGIN_NETWORK=tcp``."""
+    """A Unix socket ``plugin.sock`` in a fresh private directory of ``PLUGIN_UNIX_SOCKET_DIR`` (or
+    the temp dir); TCP on 127.0.0.1 within ``PLUGIN_MIN_PORT..PLUGIN_MAX_PORT`` when Unix sockets
+    are unavailable, the path is too long, or ``PYBUNDLE_PLUGIN_NETWORK=tcp``.
+
+    Who can connect: on Unix, this user only (plus ``PLUGIN_UNIX_SOCKET_GROUP``'s members when the
+    host sets it), whatever the umask; over TCP, any local process (see docs/deploy.md)."""
     env = os.environ if environ is None else environ
     if hasattr(os, "fork") and env.get(NETWORK_ENV, "unix") != "tcp":
-        path = _unused_path(env.get("PLUGIN_UNIX_SOCKET_DIR") or _temp_dir(env), "plugin")
-        if len(path.encode()) <= _SUN_PATH_MAX:
-            try:
-                if _add_port(server, f"unix:{path}", credentials):
-                    listener = Listener("unix", path, path)
-                    _apply_socket_group(path, env.get("PLUGIN_UNIX_SOCKET_GROUP"))
-                    return listener
-            except RuntimeError as exc:
-                log.warning("cannot listen on unix socket %s (%s); falling back to TCP", path, exc)
-        else:
-            log.warning("socket path %s is longer than %d bytes; falling back to TCP", path, _SUN_PATH_MAX)
+        group = env.get("PLUGIN_UNIX_SOCKET_GROUP")
+        gid = _group_id(group) if group else None  # a bad group is an init error, not a fallback
+        parent = env.get("PLUGIN_UNIX_SOCKET_DIR") or _temp_dir(env)
+        directory: str | None = None
+        try:
+            directory = private_socket_dir(parent, gid)
+            path = os.path.join(directory, SOCKET_NAME)
+            if len(path.encode()) > _SUN_PATH_MAX:
+                log.warning(
+                    "socket path %s is longer than %d bytes; falling back to TCP", path, _SUN_PATH_MAX
+                )
+            elif _add_port(server, f"unix:{path}", credentials):
+                os.chmod(path, 0o660 if group else 0o600)
+                return Listener("unix", path, path, directory)
+        except (RuntimeError, OSError) as exc:
+            log.warning("cannot listen on a unix socket in %s (%s); falling back to TCP", parent, exc)
+        if directory is not None:
+            Listener("unix", "", None, directory).remove()
     low = int(env.get("PLUGIN_MIN_PORT") or 10000)
     high = int(env.get("PLUGIN_MAX_PORT") or 25000)
     for port in range(low, high + 1):
@@ -183,19 +214,16 @@ def bind_listener(
     raise OSError(f"couldn't bind plugin TCP listener in 127.0.0.1:{low}..{high}")
 
 
-def _apply_socket_group(path: str, group: str | None) -> None:
-    """``PLUGIN_UNIX_SOCKET_GROUP``: hand the socket to that group (name or gid), mode 0660."""
-    if not group:
-        return
-    gid: int
+def _group_id(group: str) -> int:
+    """``PLUGIN_UNIX_SOCKET_GROUP`` as a gid (a number or a group name)."""
     if group.isdigit():
-        gid = int(group)
-    else:
-        import grp
+        return int(group)
+    import grp
 
-        gid = grp.getgrnam(group).gr_gid
-    os.chown(path, -1, gid)
-    os.chmod(path, 0o660)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ValueError(f"unknown group {group!r} in PLUGIN_UNIX_SOCKET_GROUP") from None
 
 
 def handshake_line(
@@ -435,13 +463,20 @@ def serve_plugin(provider: BundleProvider) -> int:
     if credentials is False:
         return 1
 
+    try:
+        receive_limit = max_receive_message_bytes()
+    except ValueError as exc:
+        writer.log("error", "plugin init error", error=str(exc))
+        return 1
+
     capture = StdioCapture()
     executor = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="pybundle-grpc")
     server = grpc.server(
         executor,
         options=[
             ("grpc.so_reuseport", 0),  # two plugins must never share a TCP port
-            ("grpc.max_receive_message_length", -1),
+            # bounded like Go's gRPC (4 MiB): a larger request is RESOURCE_EXHAUSTED, not memory
+            ("grpc.max_receive_message_length", receive_limit),
             ("grpc.max_send_message_length", -1),
         ],
     )

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 CONFIG_FILE = "go-sdk.yaml"
+MAX_RECEIVE_KEY = "pybundle.max-receive-message-bytes"
+DEFAULT_MAX_RECEIVE_BYTES = 4 * 1024 * 1024  # grpc-go's default server receive limit
 _TRUE = {"1", "t", "T", "true", "TRUE", "True"}
 
 
@@ -41,8 +43,9 @@ def airflow_home(environ: Mapping[str, str]) -> Path:
     return Path(environ.get("AIRFLOW_HOME") or Path.home() / "airflow").expanduser()
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Environment first, then ``$AIRFLOW_HOME/go-sdk.yaml``, as viper resolves them."""
+def _lookup(environ: Mapping[str, str] | None) -> Callable[[str], str | None]:
+    """A getter for config keys: environment first, then ``$AIRFLOW_HOME/go-sdk.yaml``, as viper
+    resolves them."""
     env = os.environ if environ is None else environ
     file_values = read_config_file(airflow_home(env) / CONFIG_FILE)
 
@@ -52,6 +55,34 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             value = file_values.get(key.lower())
         return value
 
+    return get
+
+
+def max_receive_message_bytes(environ: Mapping[str, str] | None = None) -> int:
+    """The largest gRPC request the plugin accepts (``pybundle.max-receive-message-bytes``).
+
+    Go's gRPC servers, Go bundles included, refuse requests over 4 MiB unless told otherwise; an
+    unbounded limit let one 256 MiB request grow the plugin by 1.4 GiB. The host's requests are a
+    few hundred bytes. Raises ``ValueError`` (a plugin init error) for anything but a positive
+    integer that fits gRPC's ``int``."""
+    raw = _lookup(environ)(MAX_RECEIVE_KEY)
+    if raw is None or not raw.strip():
+        return DEFAULT_MAX_RECEIVE_BYTES
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = 0
+    if not 0 < value < 1 << 31:
+        raise ValueError(
+            f"{MAX_RECEIVE_KEY} ({env_key(MAX_RECEIVE_KEY)}) must be a number of bytes "
+            f"between 1 and {(1 << 31) - 1}, not {raw!r}"
+        )
+    return value
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Environment first, then ``$AIRFLOW_HOME/go-sdk.yaml``, as viper resolves them."""
+    get = _lookup(environ)
     url = get("execution-api-url") or None
     # Later Go code used logging.base_log_folder, earlier logging.base_log_path; unset means the
     # working directory, as Go's path.Join("", log_path) did.

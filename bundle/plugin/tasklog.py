@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -43,13 +44,45 @@ class _TaskFilter(logging.Filter):
         return self.policy.allows(record)
 
 
+class LogPathError(ValueError):
+    """A ``log_path`` the plugin refuses to write to (``Execute`` answers INVALID_ARGUMENT)."""
+
+
+def task_log_file(base_log_folder: str, log_path: str) -> Path:
+    """``<base_log_folder>/<log_path>`` with symlinks resolved, or ``LogPathError``.
+
+    The host sends ``log_path`` and the plugin opens the file for writing, truncating it, as its own
+    user: anything that reaches outside the folder (an absolute path, ``..``, a symlink inside the
+    folder that points out of it) would let whoever can call ``Execute`` replace any file that user
+    can write, so it is refused before anything is created. Go's ``path.Join`` kept an absolute
+    ``log_path`` inside the folder; refusing it is stricter and no Airflow host sends one."""
+    if not log_path:
+        raise LogPathError("log_path is empty")
+    if "\x00" in log_path:
+        raise LogPathError("log_path contains a NUL character")
+    if os.path.isabs(log_path):
+        raise LogPathError(f"log_path {log_path!r} is absolute; it must be relative to the base log folder")
+    base = os.path.realpath(base_log_folder or ".")
+    target = os.path.realpath(os.path.join(base, log_path))
+    if os.path.commonpath([base, target]) != base or target == base:
+        raise LogPathError(f"log_path {log_path!r} leaves the base log folder")
+    return Path(target)
+
+
+# O_NOFOLLOW: the last component was resolved by task_log_file; a symlink planted there since is
+# refused (ELOOP) instead of followed out of the folder.
+_OPEN_FLAGS = (
+    os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+)
+
+
 class TaskFileHandler(logging.Handler):
     """Appends one JSON line per record; never raises into task code."""
 
     def __init__(self, path: Path):
         super().__init__(logging.NOTSET)
         self.path = path
-        self._file = open(path, "wb", buffering=0)
+        self._file = os.fdopen(os.open(path, _OPEN_FLAGS, 0o666), "wb", buffering=0)
         self._write_lock = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -100,13 +133,14 @@ _router: _Router | None = None
 class TaskLogging:
     """Routes one task's records to its handlers for the duration of the task."""
 
-    def __init__(self, settings: Settings, log_path: str | None, stderr: HclogWriter):
+    def __init__(self, settings: Settings, log_file: Path | None, stderr: HclogWriter):
+        """``log_file`` comes from :func:`task_log_file` (already checked), ``None`` without a log_path."""
         self.handlers: list[logging.Handler] = []
         self.file: Path | None = None
         self._stderr = stderr
         policy = LevelPolicy.from_env()
-        if log_path is not None and not settings.task_stdout_only:
-            self.file = Path(settings.base_log_folder or ".") / log_path
+        if log_file is not None and not settings.task_stdout_only:
+            self.file = log_file
             self.file.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
             self.handlers.append(TaskFileHandler(self.file))
         if self.file is None or settings.task_to_stdout:
