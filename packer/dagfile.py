@@ -45,14 +45,15 @@ from .dagfile_mapping import OWN_ONLY as MAPPED_OWN_ONLY
 from .dagfile_mapping import UNSERIALIZED as MAPPED_UNSERIALIZED
 from .dagfile_mapping import MappedStub, reference_source, with_references
 from .dagfile_mapping import read as read_mapped
+from .dagfile_safety import FILE_NAMES, audit, comment_text, docstring_text, refuse_unwritable_text
 from .pysource import (
     INDENT,
     Code,
     bracketed,
     call,
     duration,
-    escaped,
     identifier,
+    is_parameter_name,
     literal,
     moment,
     string,
@@ -200,14 +201,16 @@ def render(document: BundleDocument, command: str) -> str:
     """The whole DAG file for ``document``'s DAGs; ``command`` is written as the way to regenerate it."""
     if not document.dags:
         raise DagFileError(f"bundle {document.name!r} has no DAGs to write")
+    refuse_unwritable_text(document, DagFileError)
     imports = _Imports()
     blocks = [_DagRenderer(dag, imports).render() for dag in document.dags]
     version = f" {document.version}" if document.version else ""
     ids = ", ".join(dag.dag_id for dag in document.dags)
+    # Comments end at a line break; every author-controlled text in them is escaped (comment_text).
     header = [
-        f"{MARKER} from bundle {document.name}{version}: do not edit.",
-        f"# Regenerate with: {command}",
-        '"""' + _docstring_text(f"The Airflow side of bundle {document.name}{version}: {ids}."),
+        f"{MARKER} from bundle {comment_text(f'{document.name}{version}')}: do not edit.",
+        f"# Regenerate with: {comment_text(command)}",
+        '"""' + docstring_text(f"The Airflow side of bundle {document.name}{version}: {ids}."),
         "",
         "Airflow's scheduler, UI and DAG processor read this file; the bundle runs the tasks.",
         "Each ``@task.stub`` reaches the bundle's coordinator through its queue",
@@ -221,7 +224,11 @@ def render(document: BundleDocument, command: str) -> str:
 
         lines += HELPER[1:] if imports.sensor else HELPER
     lines += blocks
-    return "\n".join(lines).rstrip("\n") + "\n"
+    source = "\n".join(lines).rstrip("\n") + "\n"
+    problem = audit(source)  # the last gate: only the statements and calls written above
+    if problem is not None:
+        raise DagFileError(f"cannot write a DAG file: the bundle's values would make it {problem}")
+    return source
 
 
 def _import_lines(imports: _Imports) -> list[str]:
@@ -303,8 +310,8 @@ class _DagRenderer:
             for task in tasks
             if task.get("_is_mapped")
         }
-        names = {"DAG", "Param", "TaskGroup", "task", "datetime", "timedelta", "timezone", "ZoneInfo"}
-        names |= {"Asset", "AssetAll", "AssetAny"}
+        # Names the file binds itself; identifier() also keeps out builtins and every ``_`` name.
+        names = set(FILE_NAMES)
         functions = {task["task_id"]: identifier(task["task_id"], names) for task in tasks}
         instances = {
             task["task_id"]: identifier(f"{functions[task['task_id']]}_task", names) for task in tasks
@@ -431,7 +438,7 @@ class _DagRenderer:
             args = [self._value(value, 2, 0)] if has_default else []
             if description is not None:
                 args.append(f"description={string(description)}")
-            if all(key.isidentifier() and key not in _PARAM_RESERVED for key in schema):
+            if all(is_parameter_name(key) and key not in _PARAM_RESERVED for key in schema):
                 args += [f"{key}={self._value(item, 3, len(key) + 1)}" for key, item in schema.items()]
             elif schema:
                 args.append(f"schema={self._value(schema, 3, 7)}")
@@ -555,6 +562,11 @@ class _DagRenderer:
         names = [name for name, _ in self.bindings.get(task_id, [])]
         if mapped is not None:
             names = mapped.signature(names)
+        for name in names:
+            if name != "**kwargs" and not is_parameter_name(name):
+                raise self._refuse(
+                    "op_kwargs", f"binds {name!r}, which is not a Python parameter name", task_id
+                )
         if first_line is None:
             signature = bracketed("(", names, ")", 1, prefix_width=len(f"def {function}") + 4)
             return [f"{INDENT}@{decorator}", f"{INDENT}def {function}{signature}: ..."]
@@ -562,7 +574,7 @@ class _DagRenderer:
         return [
             f"{INDENT}@{decorator}",
             f"{INDENT}def {function}{signature}:",
-            f'{INDENT * 2}"""{_docstring_text(first_line)}"""',
+            f'{INDENT * 2}"""{docstring_text(first_line)}"""',
         ]
 
     def _task_values(self, task: Mapping[str, Any]) -> dict[str, Any]:
@@ -659,14 +671,6 @@ def _first_line(doc: str | None) -> str | None:
     return line or None
 
 
-def _docstring_text(line: str) -> str:
-    """``line`` as the inside of a one-line triple-quoted docstring that ruff leaves alone."""
-    text = escaped(line, quote="").replace('"""', '\\"\\"\\"')
-    if text.endswith('"'):
-        text = text[:-1] + '\\"'
-    return text
-
-
 def _list_code(items: Sequence[str], prefix: str) -> str:
     return bracketed("[", list(items), "]", 1, prefix_width=len(prefix))
 
@@ -682,6 +686,8 @@ class CheckResult:
 
 def check(path: Path, content: str) -> CheckResult:
     """Compare the file on disk with what would be written; a unified diff when they differ."""
+    if path.is_dir():
+        raise PackError(f"--output {path} is a directory; name the DAG file (a .py path) instead")
     try:
         current = path.read_text("utf-8")
     except FileNotFoundError:
@@ -703,7 +709,7 @@ def check(path: Path, content: str) -> CheckResult:
 def write(path: Path, content: str, *, force: bool = False) -> None:
     """Write atomically; refuse to replace a file that bundle-pack did not generate unless ``force``."""
     if path.is_dir():
-        raise PackError(f"--output {path} is a directory; name the DAG file to write")
+        raise PackError(f"--output {path} is a directory; name the DAG file (a .py path) instead")
     if path.exists() and not force:
         try:
             with path.open("r", encoding="utf-8", errors="replace") as handle:

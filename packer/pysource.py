@@ -10,9 +10,11 @@ ruff prefers.
 
 from __future__ import annotations
 
+import builtins
 import keyword
 import math
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -139,21 +141,38 @@ def call(name: str, kwargs: Sequence[tuple[str, str]], indent: int, *, explode: 
     return name + bracketed("(", items, ")", indent, prefix_width=len(name))
 
 
-_NOT_IDENTIFIER = re.compile(r"\W")
-_NOT_ASCII_IDENTIFIER = re.compile(r"[^0-9A-Za-z_]")
+_NOT_ASCII_NAME = re.compile(r"[^0-9A-Za-z_]")
+# Every name Python resolves without an import: a module-level binding of one of these would shadow
+# it for the file's own code (``type(...)`` in a helper, ``max(...)`` in the DAG-callback helper).
+BUILTIN_NAMES = frozenset(dir(builtins))
 
 
 def identifier(text: str, taken: set[str]) -> str:
-    """A Python name for ``text`` (a task id) that is not a keyword and not in ``taken``; adds it."""
-    name = _NOT_IDENTIFIER.sub("_", text) or "task"
-    if not name.isidentifier():  # letters Python does not accept in names: ASCII only
-        name = _NOT_ASCII_IDENTIFIER.sub("_", text) or "task"
-    if name[0].isdigit():
+    """A Python name for ``text`` (a task or group id) that is not in ``taken``; adds it.
+
+    The name is ASCII only, because Python NFKC-normalises the names it parses (``ﬁle`` is declared
+    as ``file``, ``Ⅷ`` as ``VIII``): a non-ASCII name could silently become another task's. It never
+    starts with ``_`` (the file's own helpers, and dunders such as ``__builtins__``, are spelled so)
+    and is never a keyword or a builtin, so a task id cannot shadow anything the file uses. Where
+    the name differs from the id, the stub is given the id as a ``task_id=`` string."""
+    name = _NOT_ASCII_NAME.sub("_", text)
+    if not name or not name[0].isalpha():  # a digit, an underscore, or nothing left
         name = "t_" + name
-    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name) or name in BUILTIN_NAMES:
         name += "_"
     candidate, counter = name, 2
     while candidate in taken:
         candidate, counter = f"{name}_{counter}", counter + 1
     taken.add(candidate)
     return candidate
+
+
+def is_parameter_name(text: object) -> bool:
+    """Whether ``text`` can be written as a parameter / keyword name and still be read back as
+    itself: an identifier that is not a keyword and that Python's NFKC normalisation leaves alone."""
+    return (
+        isinstance(text, str)
+        and text.isidentifier()
+        and not keyword.iskeyword(text)
+        and unicodedata.normalize("NFKC", text) == text
+    )
