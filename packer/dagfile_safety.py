@@ -104,7 +104,7 @@ def audit(source: str) -> str | None:
     ``with DAG(...)`` / ``with TaskGroup(...) as g`` / ``with g`` blocks holding ``@task.stub``
     functions (docstring or ``...`` body, plain parameters), ``x = stub(...)`` /
     ``stub.partial(...).expand(...)`` assignments, ``_sensor(x, reschedule=...)``,
-    ``x.operator._can_skip_downstream = True``, ``a >> b`` / ``a << b`` and ``pass``. Values are
+    ``x.operator._can_skip_downstream = True`` (and ``._is_sensor``), ``a >> b`` / ``a << b`` and ``pass``. Values are
     literals and the calls of :data:`_VALUE_CALLS`. No generated name is ``_``-prefixed, a builtin
     or one of :data:`FILE_NAMES`."""
     try:
@@ -199,7 +199,7 @@ class _Auditor:
                 self.bind(target, target.id)
             elif (
                 isinstance(target, ast.Attribute)
-                and target.attr == "_can_skip_downstream"
+                and target.attr in ("_can_skip_downstream", "_is_sensor")
                 and isinstance(target.value, ast.Attribute)
                 and target.value.attr == "operator"
                 and self.is_variable(target.value.value)
