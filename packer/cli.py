@@ -254,14 +254,15 @@ def dag_file_command(
 
 def _portable_target(target: str, directory: str) -> str:
     """``target`` as seen from ``directory`` when it names a file (a source file, with its
-    ``:attr``, or a packed bundle); a ``package.module[:attr]`` target as it was written."""
-    from bundle.target import is_file_target, split_target
+    ``:attr`` unless it is the default, or a packed bundle); a ``package.module[:attr]`` target as
+    it was written."""
+    from bundle.target import DEFAULT_ATTR, is_file_target, split_target
 
     location, attr = split_target(target)
     if Path(target).exists():
         location, suffix = target, ""
     elif is_file_target(location):
-        suffix = "" if location == target else f":{attr}"
+        suffix = "" if attr == DEFAULT_ATTR else f":{attr}"  # "x.py:bundle" is "x.py"
     else:
         return target
     relative = os.path.relpath(os.path.realpath(location), directory)

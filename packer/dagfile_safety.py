@@ -71,30 +71,32 @@ def docstring_text(line: str) -> str:
 
 
 def refuse_unwritable_text(document: Any, error: type[Exception]) -> None:
-    """Raise ``error`` naming the first text in ``document`` that cannot be written as UTF-8 (a lone
-    surrogate, which only a hostile or broken bundle produces: Airflow could not store it either)."""
-    for where, text in _texts(document, "the bundle"):
+    """Raise ``error`` naming the first text in ``document`` that cannot be written as UTF-8 (one
+    with a lone surrogate, which only a hostile or broken bundle produces: Airflow could not store
+    it either)."""
+    for text in _texts(document):
         for char in text:
             if 0xD800 <= ord(char) <= 0xDFFF:
+                shown = repr(text if len(text) <= 60 else text[:60] + "...")
                 raise error(
-                    f"cannot write a DAG file: {where} holds a lone surrogate (U+{ord(char):04X}),"
-                    " which is not text UTF-8 can encode"
+                    f"cannot write a DAG file: the bundle's text {shown} holds a lone surrogate"
+                    f" (U+{ord(char):04X}), which UTF-8 cannot encode"
                 )
 
 
-def _texts(value: Any, where: str) -> Iterator[tuple[str, str]]:
+def _texts(value: Any) -> Iterator[str]:
     if isinstance(value, str):
-        yield where, value
+        yield value
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _texts(key, where)
-            yield from _texts(item, f"{where} {key!r}" if isinstance(key, str) and key.isascii() else where)
+            yield from _texts(key)
+            yield from _texts(item)
     elif isinstance(value, (list, tuple)):
         for item in value:
-            yield from _texts(item, where)
-    elif hasattr(value, "__dataclass_fields__"):
+            yield from _texts(item)
+    elif hasattr(value, "__dataclass_fields__"):  # BundleDocument, DagDocument
         for name in value.__dataclass_fields__:
-            yield from _texts(getattr(value, name), f"{where} {name}" if where == "the bundle" else where)
+            yield from _texts(getattr(value, name))
 
 
 def audit(source: str) -> str | None:
