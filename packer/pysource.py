@@ -23,6 +23,23 @@ LINE_LENGTH = 88  # ruff's default; the exploded layout is stable at any longer 
 INDENT = "    "
 
 
+def width(text: str) -> int:
+    """How wide ``ruff format`` counts ``text`` (Unicode display width, as its line-length check
+    does): East Asian wide and full-width letters 2 columns, combining marks and Hangul medial /
+    final jamo none, everything else 1. Unprintable characters never reach here: they are escaped."""
+    total = 0
+    for char in text:
+        if char.isascii():
+            total += 1
+        elif unicodedata.category(char) in ("Mn", "Me", "Cf") or 0x1160 <= ord(char) <= 0x11FF:
+            continue
+        elif 0xD7B0 <= ord(char) <= 0xD7FF:
+            continue
+        else:
+            total += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return total
+
+
 class Code(str):
     """Source text that is inserted as it is (an expression already rendered)."""
 
@@ -103,7 +120,7 @@ def literal(value: Any, indent: int = 0, prefix: int = 0) -> str:
         items = []
         for key, item in value.items():
             head = f"{string(str(key))}: "
-            items.append(head + literal(item, indent + 1, len(head)))
+            items.append(head + literal(item, indent + 1, width(head)))
         return bracketed("{", items, "}", indent, prefix)
     if isinstance(value, (set, frozenset)):
         if not value:
@@ -124,8 +141,8 @@ def bracketed(opening: str, items: Sequence[str], closing: str, indent: int, pre
 
     ``prefix_width`` is how much of the line precedes ``opening`` beyond the indentation."""
     flat = opening + ", ".join(items) + closing
-    width = len(INDENT) * indent + prefix_width + len(flat) + 1  # + the comma or colon that may follow
-    if "\n" not in flat and width <= LINE_LENGTH:
+    columns = len(INDENT) * indent + prefix_width + width(flat) + 1  # + the comma or colon that may follow
+    if "\n" not in flat and columns <= LINE_LENGTH:
         return flat
     inner = INDENT * (indent + 1)
     lines = "".join(f"{inner}{item},\n" for item in items)

@@ -287,6 +287,7 @@ def test_exit_statuses(tmp_path: Path) -> None:
         (["-o", str(tmp_path)], "is a directory"),
         (["-o", str(unreadable), "--check"], "cannot read"),
         (["--bogus"], "--bogus"),
+        (["-o", str(unreadable / "under-a-file.py")], "cannot write"),
     ]
     for args, expected in cases:
         result = bundle_pack("dag-file", str(EXAMPLE), *args)
@@ -349,7 +350,7 @@ def test_audit_allows_only_what_the_generator_writes(tmp_path: Path) -> None:
 # characters ruff or Python treat specially, and very long strings.
 _SPECIAL = st.sampled_from(
     ['"', "'", '"""', "'''", "\\", "\\n", "\n", "\r", "\r\n", "\x0c", "\x00", "\u2028", "\u0085",
-     "\ufb01", "\u2167", "\uff41", "e\u0301", "{", "}", "%s", "#", ":", "\t", " ", "$", "`", "\x1b"]
+     "\ufb01", "\u2167", "\uff41", "e\u0301", "\u6f22" * 9, "\U0001f600", "{", "}", "%s", "#", ":", "\t", " ", "$", "`", "\x1b"]
 )  # fmt: skip
 _SHORT = st.lists(_SPECIAL | st.text(max_size=3), max_size=8).map("".join)
 HOSTILE = st.one_of(
@@ -637,3 +638,43 @@ def test_the_allow_list_rejects_injected_code(tmp_path: Path) -> None:
     ):
         with pytest.raises(AssertionError):
             allowed_tree(ast.parse(bad))
+
+
+@pytest.mark.parametrize("line_length", [88, 110])
+def test_hostile_values_stay_ruff_formatted(tmp_path: Path, line_length: int) -> None:
+    """Every escaped value (and the DAG-callback helper the hostile bundle brings) is laid out as
+    ``ruff format`` leaves it: many hostile files, one ruff run."""
+    written: list[Path] = []
+
+    @settings(max_examples=100, deadline=None, database=None)
+    @given(values=_FIELDS)
+    def collect(values: dict[str, Any]) -> None:
+        outcome = _rendered_or_refused(values)
+        if outcome is not None:
+            written.append(tmp_path / f"hostile_{len(written)}.py")
+            written[-1].write_text(outcome[0], encoding="utf-8")
+
+    collect()
+    assert len(written) >= 20, len(written)
+    result = subprocess.run(
+        [RUFF, "format", "--isolated", "--check", f"--line-length={line_length}", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_wide_characters_are_measured_as_ruff_measures_them(tmp_path: Path) -> None:
+    """A CJK tag is two columns a letter for ruff: a list that fits in characters but not in
+    columns is exploded, as ruff would explode it."""
+    bundle = one_task_bundle(tags=["\u6f22" * 20, "\u5b57" * 20], description="\U0001f600" * 38)
+    path, document = generated(bundle, tmp_path)
+    assert_same_dags(document, import_with_dagbag(path))
+    result = subprocess.run(
+        [RUFF, "format", "--isolated", "--check", "--diff", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
