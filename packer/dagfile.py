@@ -13,7 +13,10 @@ the only place a DAG is written:
   start backfills the bundle's author never asked for;
 * anything the generator cannot express faithfully is refused (:class:`DagFileError`, naming the
   DAG, task and attribute): nothing is dropped silently;
-* deterministic (same bundle, same command: same bytes) and formatted as ``ruff format`` leaves it.
+* deterministic (same bundle, same command: same bytes) and formatted as ``ruff format`` leaves it;
+* every value the bundle's author controls is data, never code: escaped literals and comments,
+  generated ASCII names that shadow nothing, and an allow-list check of the whole file before it is
+  written (:mod:`packer.dagfile_safety`), because Airflow's DAG processor imports the file.
 
 What legitimately differs between the bundle's serialization and core's serialization of the
 generated file is listed once, in :data:`STUB_ONLY_TASK_KEYS` / :data:`LOCATION_DAG_KEYS`.

@@ -321,9 +321,24 @@ def test_a_hostile_serialization_is_refused_not_written() -> None:
     dag.bindings["t"] = [["x=1); __import__('os').system('id'); (y", {"literal": 1}]]
     with pytest.raises(DagFileError, match="not a Python parameter name"):
         render(document, "cmd")
-    dag.bindings["t"] = [["ﬁle", {"literal": 1}]]  # NFKC would make it "file"
+    dag.bindings["t"] = [["\ufb01le", {"literal": 1}]]  # NFKC would make it "file"
     with pytest.raises(DagFileError, match="not a Python parameter name"):
         render(document, "cmd")
+
+
+def test_schema_keys_that_are_not_stable_names_are_written_as_a_dict() -> None:
+    """A Param keyword NFKC would rename (or that is no name at all) goes into ``schema={...}``."""
+    document = document_of(one_task_bundle(params={"p": Param(1, type="integer")}))
+    dag = document.dags[0].serialized["dag"]
+    for params in [dag["params"], *(task["__var"]["params"] for task in dag["tasks"])]:
+        params[0][1]["schema"]["__var"].update({"\ufb01le": "x"})  # the DAG's and each task's
+    source = render(document, "cmd")
+    assert audit(source) is None
+    (call,) = [
+        n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call) and ast.unparse(n.func) == "Param"
+    ]
+    (keyword,) = [k for k in call.keywords if k.arg == "schema"]
+    assert ast.literal_eval(keyword.value) == {"type": "integer", "\ufb01le": "x"}
 
 
 def test_audit_allows_only_what_the_generator_writes(tmp_path: Path) -> None:
@@ -405,7 +420,9 @@ def _hostile_bundle(values: dict[str, Any]) -> Bundle:
                 description=values["description"],
                 title=values["title"],
                 enum=[values["default"], values["title"]],
-            )
+                examples=[values["title"], values["schema_text"]],
+            ),
+            values["param"] + "_plain": values["default"],
         },
         default_args={
             "owner": values["owner"],
@@ -443,6 +460,7 @@ _FIELDS = st.fixed_dictionaries(
         "tags": st.lists(_SHORT, max_size=2),  # Airflow caps a tag at 100 characters
         "display": _FILLED,
         "param": _ID_LIKE,
+        "schema_text": HOSTILE,
         "default": HOSTILE,
         "title": HOSTILE,
         "owner": _FILLED,
