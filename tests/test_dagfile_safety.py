@@ -499,7 +499,7 @@ def _rendered_or_refused(values: dict[str, Any]) -> tuple[str, Any] | None:
         return None
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(values=_FIELDS)
 def test_hostile_values_give_a_refusal_or_an_audited_file(values: dict[str, Any]) -> None:
     """Fast, over many examples: refused in one line, or an AST of only the generator's statements
@@ -523,7 +523,7 @@ def test_hostile_values_give_a_refusal_or_an_audited_file(values: dict[str, Any]
     assert ast.get_docstring(tree, clean=False).startswith(f"The Airflow side of bundle {document.name}")
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(values=_FIELDS)
 def test_hostile_values_import_in_core_exactly(values: dict[str, Any], tmp_path_factory: Any) -> None:
     """Slower: the file core's DagBag imports without errors, whose DAG equals the bundle's on every
