@@ -12,13 +12,15 @@ Packing is the default action, so ``TARGET`` may come first. A first argument th
 name (``pack``, ``inspect``, ``verify``, ``dag-file``) always means the subcommand: to pack a target literally named
 like one, write it as a path (``./verify``, ``verify.py``) or use ``bundle-pack pack verify``.
 
-Every failure prints one ``error: <message>`` line on stderr and exits 1; warnings are
+Every failure prints one ``error: <message>`` line on stderr and exits 1 (``dag-file``: 2, its exit
+1 meaning only "``--check`` found the file out of step"); warnings are
 ``warning: <message>`` lines on stderr; stdout carries only results (``Wrote bundle ...``, the
 inspected manifest, the verification verdict).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -225,14 +227,22 @@ def dag_file_command(
     from .dagfile import check, render, write
 
     path = Path(output)
-    command = shlex.join(
-        ["bundle-pack", "dag-file", target, *(f"--dag={dag_id}" for dag_id in dag_ids), "--output", output]
+    if path.is_dir():
+        raise PackError(f"--output {output} is a directory; name the DAG file (a .py path) instead")
+    dags = [f"--dag={dag_id}" for dag_id in dag_ids]
+    # The header names the command run from the file's own directory, so the file's bytes do not
+    # depend on how (or from where) the paths were spelled: --check agrees with any spelling.
+    directory = os.path.dirname(os.path.realpath(output))
+    portable = ["bundle-pack", "dag-file", _portable_target(target, directory), *dags]
+    portable += ["--output", os.path.basename(os.path.realpath(output))]
+    content = render(
+        read_bundle_document(target, dag_ids), f"(from this file's directory) {shlex.join(portable)}"
     )
-    content = render(read_bundle_document(target, dag_ids), command)
     if check_only:
         result = check(path, content)
         if not result.in_step:
             sys.stdout.write(result.diff)
+            command = shlex.join(["bundle-pack", "dag-file", target, *dags, "--output", output])
             _error(f"{output} is not what the bundle generates; regenerate it with: {command}")
             return 1
         click.echo(f"OK {output} is in step with {target}")
@@ -242,8 +252,33 @@ def dag_file_command(
     return 0
 
 
+def _portable_target(target: str, directory: str) -> str:
+    """``target`` as seen from ``directory`` when it names a file (a source file, with its
+    ``:attr`` unless it is the default, or a packed bundle); a ``package.module[:attr]`` target as
+    it was written."""
+    from bundle.target import DEFAULT_ATTR, is_file_target, split_target
+
+    location, attr = split_target(target)
+    if Path(target).exists():
+        location, suffix = target, ""
+    elif is_file_target(location):
+        suffix = "" if attr == DEFAULT_ATTR else f":{attr}"  # "x.py:bundle" is "x.py"
+    else:
+        return target
+    relative = os.path.relpath(os.path.realpath(location), directory)
+    return (relative if "/" in relative else f"./{relative}") + suffix
+
+
+def _failure_status(argv: Sequence[str] | None) -> int:
+    """The exit status of a failure: 2 for ``dag-file`` (whose 1 means "out of step"), else 1."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return 2 if args[:1] == ["dag-file"] else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console-script entry point: run the CLI and turn every failure into ``error: ...``, exit 1."""
+    """Console-script entry point: run the CLI and turn every failure into ``error: ...``, exit 1
+    (2 for ``dag-file``)."""
+    failed = _failure_status(argv)
     try:
         result: Any = cli.main(
             args=list(argv) if argv is not None else None, prog_name="bundle-pack", standalone_mode=False
@@ -252,27 +287,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except click.UsageError as exc:
         _error(f"{exc.format_message()} (see 'bundle-pack --help')")
-        return 1
+        return failed
     except click.ClickException as exc:
         _error(exc.format_message())
-        return 1
+        return failed
     except click.Abort:
         _error("aborted")
-        return 1
+        return failed
     except PackError as exc:
         _error(str(exc))
-        return 1
+        return failed
     except BrokenPipeError:  # `bundle-pack inspect X | head`: the reader left, nothing to report
         _silence_stdout()
-        return 1
+        return failed
     except Exception as exc:  # a bug of ours: still one line and a defined status
         _error(f"internal error: {type(exc).__name__}: {exc} (please report this)")
-        return 1
+        return failed
     return result if isinstance(result, int) else 0
 
 
 def _error(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    """One ``error:`` line, whatever the message holds (line breaks in a path or id are escaped)."""
+    click.echo(f"error: {''.join(c if c.isprintable() else repr(c)[1:-1] for c in message)}", err=True)
 
 
 def _silence_stdout() -> None:

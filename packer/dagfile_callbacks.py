@@ -15,7 +15,7 @@ Written only into files with a DAG that has DAG-level callbacks.
 
 from __future__ import annotations
 
-from .pysource import string
+from .pysource import bracketed, string
 
 CALLBACK_FLAGS = {
     "has_on_success_callback": "on_success_callback",
@@ -52,7 +52,9 @@ HELPER = [
     "            return str(_Bundle.find(coordinator.executables_root, dag_id).path)",
     "        except FileNotFoundError as exc:",
     '            misses.append(f"{key}: {exc}")',
-    '    raise FileNotFoundError("; ".join(misses) or "no ExecutableCoordinator in [sdk] coordinators")',
+    "    raise FileNotFoundError(",
+    '        "; ".join(misses) or "no ExecutableCoordinator in [sdk] coordinators",',
+    "    )",
     "",
     "",
     "def _callback_request(dag_id, kind, context):",
@@ -81,8 +83,8 @@ HELPER = [
     '        "callback": kind,',
     '        "run_id": context.get("run_id"),',
     '        "reason": context.get("reason"),',
-    '        "dag_run": {name: plain(getattr(run, name, None)) for name in run_fields} if run else {},',
-    '        "ti": {name: getattr(ti, name, None) for name in ti_fields} if ti else {},',
+    '        "dag_run": {key: plain(getattr(run, key, None)) for key in run_fields if run},',
+    '        "ti": {name: getattr(ti, name, None) for name in ti_fields if ti},',
     "    }",
     "",
     "",
@@ -99,7 +101,8 @@ HELPER = [
     '        per_callback = float(os.environ.get("PYBUNDLE_CALLBACK_TIMEOUT_SECONDS") or 10)',
     "    except ValueError:",
     "        per_callback = 10.0",
-    "    limit = max(per_callback, 0.1) * count + 10  # the bundle bounds each callback; 10 s to start",
+    "    # the bundle bounds each callback; 10 s to start",
+    "    limit = max(per_callback, 0.1) * count + 10",
     "    try:",
     "        executable = _bundle_executable(dag_id)",
     "        request = json.dumps(_callback_request(dag_id, kind, context), default=str)",
@@ -112,7 +115,13 @@ HELPER = [
     "            start_new_session=True,",
     "        )",
     "    except Exception as exc:",
-    '        log.error("Cannot run the bundle for dag %s %s: %s: %s", dag_id, kind, type(exc).__name__, exc)',
+    "        log.error(",
+    '            "Cannot run the bundle for dag %s %s: %s: %s",',
+    "            dag_id,",
+    "            kind,",
+    "            type(exc).__name__,",
+    "            exc,",
+    "        )",
     "        return",
     "    try:",
     "        output, _ = process.communicate(timeout=limit)",
@@ -129,9 +138,19 @@ HELPER = [
     "        except (ValueError, TypeError, KeyError):",
     '            log.info("%s", line)',
     "    if timed_out:",
-    '        log.error("The bundle did not finish dag %s %s within %.1f s; killed it", dag_id, kind, limit)',
+    "        log.error(",
+    '            "The bundle did not finish dag %s %s within %.1f s; killed it",',
+    "            dag_id,",
+    "            kind,",
+    "            limit,",
+    "        )",
     "    elif process.returncode != 0:",
-    '        log.error("The bundle exited %s running dag %s %s", process.returncode, dag_id, kind)',
+    "        log.error(",
+    '            "The bundle exited %s running dag %s %s",',
+    "            process.returncode,",
+    "            dag_id,",
+    "            kind,",
+    "        )",
     "",
     "",
 ]
@@ -141,4 +160,8 @@ def callback_kwarg(dag_id: str, flag: str, counts: dict[str, int]) -> tuple[str,
     """``("on_failure_callback", '_bundle_dag_callback("etl", "on_failure_callback", 1)')``."""
     kind = CALLBACK_FLAGS[flag]
     count = max(int(counts.get(kind, 1)), 1)
-    return kind, f"{HELPER_NAME}({string(dag_id)}, {string(kind)}, {count})"
+    # A keyword of the exploded DAG(...) call: one indent, after "on_..._callback=".
+    arguments = bracketed(
+        "(", [string(dag_id), string(kind), str(count)], ")", 1, len(f"{kind}={HELPER_NAME}")
+    )
+    return kind, HELPER_NAME + arguments

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .pysource import INDENT, LINE_LENGTH, Code, string
+from .pysource import INDENT, LINE_LENGTH, Code, string, width
 
 EXPAND_INPUT_ATTR = "op_kwargs_expand_input"
 _MAPPED_MARKERS = frozenset(
@@ -114,7 +114,7 @@ class MappedStub:
             return [
                 value(item, level + 1, 0)
                 if name is None
-                else f"{name}={value(item, level + 1, len(name) + 1)}"
+                else f"{name}={value(item, level + 1, width(name) + 1)}"
                 for name, item in pairs
             ]
 
@@ -126,16 +126,16 @@ class MappedStub:
         partial_flat = f".partial({', '.join(partial)})" if partial else ""
         expand_flat = f"({', '.join(expand)})"
         flat = indent + lead + partial_flat + method + expand_flat
-        if "\n" not in flat and len(flat) <= LINE_LENGTH:
+        if "\n" not in flat and width(flat) <= LINE_LENGTH:
             return flat
         opening = indent + lead + partial_flat + method + "("
-        if "\n" not in opening and len(opening) <= LINE_LENGTH:
+        if "\n" not in opening and width(opening) <= LINE_LENGTH:
             return opening[:-1] + _exploded(expand, level)
         if partial and len(indent + lead + ".partial(") <= LINE_LENGTH:
             tail = ")" + method + expand_flat
             rest = (
                 tail
-                if "\n" not in tail and len(indent + tail) <= LINE_LENGTH
+                if "\n" not in tail and width(indent + tail) <= LINE_LENGTH
                 else ")" + method + _exploded(expand, level)
             )
             return indent + lead + ".partial" + _exploded(partial, level)[:-1] + rest

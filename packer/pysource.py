@@ -10,15 +10,34 @@ ruff prefers.
 
 from __future__ import annotations
 
+import builtins
 import keyword
 import math
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 LINE_LENGTH = 88  # ruff's default; the exploded layout is stable at any longer limit too
 INDENT = "    "
+
+
+def width(text: str) -> int:
+    """How wide ``ruff format`` counts ``text`` (Unicode display width, as its line-length check
+    does): East Asian wide and full-width letters 2 columns, combining marks and Hangul medial /
+    final jamo none, everything else 1. Unprintable characters never reach here: they are escaped."""
+    total = 0
+    for char in text:
+        if char.isascii():
+            total += 1
+        elif unicodedata.category(char) in ("Mn", "Me", "Cf") or 0x1160 <= ord(char) <= 0x11FF:
+            continue
+        elif 0xD7B0 <= ord(char) <= 0xD7FF:
+            continue
+        else:
+            total += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return total
 
 
 class Code(str):
@@ -101,7 +120,7 @@ def literal(value: Any, indent: int = 0, prefix: int = 0) -> str:
         items = []
         for key, item in value.items():
             head = f"{string(str(key))}: "
-            items.append(head + literal(item, indent + 1, len(head)))
+            items.append(head + literal(item, indent + 1, width(head)))
         return bracketed("{", items, "}", indent, prefix)
     if isinstance(value, (set, frozenset)):
         if not value:
@@ -122,8 +141,8 @@ def bracketed(opening: str, items: Sequence[str], closing: str, indent: int, pre
 
     ``prefix_width`` is how much of the line precedes ``opening`` beyond the indentation."""
     flat = opening + ", ".join(items) + closing
-    width = len(INDENT) * indent + prefix_width + len(flat) + 1  # + the comma or colon that may follow
-    if "\n" not in flat and width <= LINE_LENGTH:
+    columns = len(INDENT) * indent + prefix_width + width(flat) + 1  # + the comma or colon that may follow
+    if "\n" not in flat and columns <= LINE_LENGTH:
         return flat
     inner = INDENT * (indent + 1)
     lines = "".join(f"{inner}{item},\n" for item in items)
@@ -139,21 +158,38 @@ def call(name: str, kwargs: Sequence[tuple[str, str]], indent: int, *, explode: 
     return name + bracketed("(", items, ")", indent, prefix_width=len(name))
 
 
-_NOT_IDENTIFIER = re.compile(r"\W")
-_NOT_ASCII_IDENTIFIER = re.compile(r"[^0-9A-Za-z_]")
+_NOT_ASCII_NAME = re.compile(r"[^0-9A-Za-z_]")
+# Every name Python resolves without an import: a module-level binding of one of these would shadow
+# it for the file's own code (``type(...)`` in a helper, ``max(...)`` in the DAG-callback helper).
+BUILTIN_NAMES = frozenset(dir(builtins))
 
 
 def identifier(text: str, taken: set[str]) -> str:
-    """A Python name for ``text`` (a task id) that is not a keyword and not in ``taken``; adds it."""
-    name = _NOT_IDENTIFIER.sub("_", text) or "task"
-    if not name.isidentifier():  # letters Python does not accept in names: ASCII only
-        name = _NOT_ASCII_IDENTIFIER.sub("_", text) or "task"
-    if name[0].isdigit():
+    """A Python name for ``text`` (a task or group id) that is not in ``taken``; adds it.
+
+    The name is ASCII only, because Python NFKC-normalises the names it parses (``ﬁle`` is declared
+    as ``file``, ``Ⅷ`` as ``VIII``): a non-ASCII name could silently become another task's. It never
+    starts with ``_`` (the file's own helpers, and dunders such as ``__builtins__``, are spelled so)
+    and is never a keyword or a builtin, so a task id cannot shadow anything the file uses. Where
+    the name differs from the id, the stub is given the id as a ``task_id=`` string."""
+    name = _NOT_ASCII_NAME.sub("_", text)
+    if not name or not name[0].isalpha():  # a digit, an underscore, or nothing left
         name = "t_" + name
-    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name) or name in BUILTIN_NAMES:
         name += "_"
     candidate, counter = name, 2
     while candidate in taken:
         candidate, counter = f"{name}_{counter}", counter + 1
     taken.add(candidate)
     return candidate
+
+
+def is_parameter_name(text: object) -> bool:
+    """Whether ``text`` can be written as a parameter / keyword name and still be read back as
+    itself: an identifier that is not a keyword and that Python's NFKC normalisation leaves alone."""
+    return (
+        isinstance(text, str)
+        and text.isidentifier()
+        and not keyword.iskeyword(text)
+        and unicodedata.normalize("NFKC", text) == text
+    )

@@ -490,11 +490,15 @@ def test_bad_input_one_line_errors(tmp_path: Path) -> None:
         ),
         "not generated": (["dag-file", str(EXAMPLE), "--output", str(hand_written)], "--force"),
         "directory": (["dag-file", str(EXAMPLE), "--output", str(tmp_path)], "is a directory"),
+        "check a directory": (
+            ["dag-file", str(EXAMPLE), "--output", str(tmp_path), "--check"],
+            "name the DAG file (a .py path)",
+        ),
         "no output": (["dag-file", str(EXAMPLE)], "--output"),
     }
     for name, (args, expected) in cases.items():
         result = bundle_pack(*args)
-        assert result.returncode == 1, (name, result.stderr)
+        assert result.returncode == 2, (name, result.stderr)  # 1 is only "out of step"
         assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), (name, result.stderr)
         assert expected in result.stderr, (name, result.stderr)
     assert hand_written.read_text() == "# my own DAG file\n"
