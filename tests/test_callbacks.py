@@ -349,3 +349,40 @@ def test_go_plugin_mode_runs_callbacks_after_the_state_update(tmp_path: Path, ma
     )
     paths = [(c.method, c.path) for c in api.calls if not c.path.endswith("/heartbeat")]
     assert paths.index(("PATCH", f"/task-instances/{ti}/state")) < paths.index(("GET", "/variables/cb_seen"))
+
+
+# -- least privilege that holds: a callback runs in a process of its own behind a proxy ---------------
+def test_a_callback_cannot_get_write_access_back_by_any_route():
+    """Under the released supervisor: the public ``restricted(TASK)``, the private ``_transport``,
+    the runtime's client found in memory and raw writes to every inherited descriptor are all
+    refused, nothing is written, and the callback's read and log line still work."""
+    run = supervised("escalates")
+    assert (run.exit_code, run.final_state, run.server_state) == (0, "success", "success"), run.describe()
+    escapes = dict(
+        e.removeprefix("escape ").split(": ", 1)
+        for e in run.events(logger="callback_tests")
+        if e.startswith("escape ") and ": " in e
+    )
+    refused = "refused {}|write|callback"
+    assert escapes.pop("restricted-set_variable") == refused.format("PutVariable"), escapes
+    assert escapes.pop("restricted-push_xcom") == refused.format("SetXCom"), escapes
+    assert escapes.pop("transport-PutVariable") == refused.format("PutVariable"), escapes
+    assert escapes.pop("transport-SetXCom") == refused.format("SetXCom"), escapes
+    memory = [k for k in escapes if k.startswith("memory-client-")]
+    assert memory, escapes  # the runtime's own client is in the child's memory: it is no way out
+    for route in memory:
+        assert escapes.pop(route).startswith("failed "), (route, escapes)
+    # Descriptors: 0-2, one socket (to the proxy), every other inherited number /dev/null.
+    descriptors = dict(item.split("=", 1) for item in escapes.pop("descriptors").split())
+    others = {int(fd): kind for fd, kind in descriptors.items() if int(fd) > 2}
+    assert list(others.values()).count("socket") == 1, descriptors
+    assert {kind for kind in others.values() if kind != "socket"} <= {"/dev/null"}, descriptors
+    raw = {k: escapes.pop(k) for k in list(escapes) if k.startswith("raw-fd-")}
+    assert raw and set(raw.values()) == {"failed OSError"}, raw
+    # Nothing reached Airflow but the read.
+    assert not [c for c in run.calls if c.method in ("PUT", "POST", "DELETE") and "/variables" in c.path]
+    assert not [c for c in run.calls if "/xcoms/" in c.path and c.method in ("POST", "PUT")][1:], run.calls
+    assert set(run.api.variables) == {"cb_seen", "task_var"}
+    assert [key[3] for key in run.api.xcoms] == ["return_value"]
+    assert "callback escalate read var=from-airflow" in run.events(logger="callback_tests")
+    assert call_index(run, "GET", "/variables/cb_seen")

@@ -177,17 +177,20 @@ def _serve(
     limit: float,
     abandoned: str,
 ) -> None:
+    """Answer the child until it exits; at ``limit`` (counted from the fork) kill it. A child that
+    closed its end but lives on (or whose descendants hold it) is still waited for only that long."""
     deadline = time.monotonic() + limit
     reader = _Reader(sock)
     poller = select.poll()
     poller.register(sock, select.POLLIN)
-    open_ = True
-    exited = False
-    while open_ and not exited:
+    serving = True
+    pause = 0.001  # once the child closed its end it is exiting: look again soon, then less often
+    while not _reaped(pid):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            stack = _stop(sock, reader, pid, client, access)
-            exited = True
+            stack = _stop(sock, reader, pid, client, access) if serving else None
+            _kill_group(pid)
+            _reap(pid)
             title = what[0].upper() + what[1:]
             runtime_log().error(
                 "%s %s did not finish within %.1f s (%s); killed it%s. It was here:\n%s",
@@ -199,23 +202,41 @@ def _serve(
                 stack or "  (no stack: the callback did not answer)",
             )
             return
-        if reader.pending or poller.poll(int(min(remaining, _TICK_SECONDS) * 1000) + 1):
-            open_ = _serve_one(sock, reader, client, access) is not None
-        else:
-            exited = _reaped(pid)
-    if not exited:
-        _reap(pid)
+        wait_ms = int(min(remaining, _TICK_SECONDS) * 1000) + 1
+        if not serving:
+            time.sleep(min(pause, wait_ms / 1000))
+            pause = min(pause * 2, _TICK_SECONDS)
+        elif reader.pending or poller.poll(wait_ms):
+            try:
+                serving = _serve_one(sock, reader, client, access) is not None
+            except _Broken as exc:
+                runtime_log().error("%s %s: %s; killed its process", what[0].upper() + what[1:], label, exc)
+                _kill_group(pid)
+                _reap(pid)
+                return
+    while (
+        serving and time.monotonic() < deadline and (reader.pending or poller.poll(0))
+    ):  # what it sent just before it exited
+        try:
+            serving = _serve_one(sock, reader, client, access) is not None
+        except _Broken:
+            return
+
+
+class _Broken(Exception):
+    """The child broke the protocol (an unreadable or oversized frame)."""
 
 
 def _serve_one(
     sock: socket.socket, reader: _Reader, client: MessageClient, access: Workload
 ) -> dict[str, Any] | None:
-    """Read and handle one frame; returns it (``None`` at end of file or a broken child)."""
+    """Read and handle one frame; returns it (``None`` at end of file); ``_Broken`` for garbage."""
     try:
         frame = reader.frame()
-    except (OSError, ValueError) as exc:
-        runtime_log().error("A callback's process sent an unreadable frame (%s); stopped serving it", exc)
+    except OSError:
         return None
+    except Exception as exc:
+        raise _Broken(f"its process sent an unreadable frame ({type(exc).__name__}: {exc})") from None
     if frame is None:
         return None
     if "log" in frame:
@@ -282,7 +303,7 @@ def _emit(event: Any) -> None:
 def _stop(
     sock: socket.socket, reader: _Reader, pid: int, client: MessageClient, access: Workload
 ) -> str | None:
-    """Ask the child for its stack, serve it a moment longer, then kill its process group."""
+    """Ask the child for the stack it is stuck in, serving it a moment longer meanwhile."""
     stack = None
     try:
         os.kill(pid, signal.SIGUSR1)
@@ -294,13 +315,14 @@ def _stop(
     while stack is None and (left := until - time.monotonic()) > 0:
         if not (reader.pending or poller.poll(int(left * 1000) + 1)):
             break
-        frame = _serve_one(sock, reader, client, access)
+        try:
+            frame = _serve_one(sock, reader, client, access)
+        except _Broken:
+            break
         if frame is None:
             break
         if "stuck" in frame:
             stack = str(frame["stuck"])
-    _kill_group(pid)
-    _reap(pid)
     return stack
 
 

@@ -141,7 +141,9 @@ def _relayed(event: dict[str, Any], record: logging.LogRecord) -> dict[str, Any]
         else:
             safe[key] = _json_safe(value, 0)
     return {
-        "timestamp": stamp if isinstance(stamp, str) and _RELAYED_STAMP.match(stamp) else _timestamp(record.created),
+        "timestamp": stamp
+        if isinstance(stamp, str) and _RELAYED_STAMP.match(stamp)
+        else _timestamp(record.created),
         "level": level if level in _LOWER_LEVELS else level_name(record.levelno),
         **masker.redact(safe, keys=True),
     }
