@@ -33,6 +33,7 @@ Loaded only when a callback runs.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import select
@@ -84,35 +85,42 @@ def _default(value: Any) -> Any:
 
 
 class _Reader:
-    """Whole frames from a socket, bounded; ``None`` at end of file."""
+    """Frames from a socket: ``fill`` receives what is there (``False`` at end of file), ``take``
+    returns the next whole frame or ``None``; a frame over ``MAX_FRAME_BYTES`` or one that is not a
+    map raises ``ValueError``. The parent never blocks on a half-sent frame."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._buffer = bytearray()
 
-    def frame(self) -> dict[str, Any] | None:
+    def fill(self) -> bool:
+        data = self._sock.recv(65536)
+        self._buffer += data
+        return bool(data)
+
+    def take(self) -> dict[str, Any] | None:
         import msgpack
 
-        while True:
-            if len(self._buffer) >= 4:
-                (size,) = _HEADER.unpack_from(self._buffer)
-                if size > MAX_FRAME_BYTES:
-                    raise ValueError(f"a frame of {size} bytes exceeds {MAX_FRAME_BYTES}")
-                if len(self._buffer) >= 4 + size:
-                    payload = bytes(self._buffer[4 : 4 + size])
-                    del self._buffer[: 4 + size]
-                    value = msgpack.unpackb(payload, timestamp=3, raw=False, strict_map_key=False)
-                    if type(value) is not dict:
-                        raise ValueError(f"a frame must be a map, got {type(value).__name__}")
-                    return value
-            data = self._sock.recv(65536)
-            if not data:
-                return None
-            self._buffer += data
+        if len(self._buffer) < 4:
+            return None
+        (size,) = _HEADER.unpack_from(self._buffer)
+        if size > MAX_FRAME_BYTES:
+            raise ValueError(f"a frame of {size} bytes exceeds {MAX_FRAME_BYTES}")
+        if len(self._buffer) < 4 + size:
+            return None
+        payload = bytes(self._buffer[4 : 4 + size])
+        del self._buffer[: 4 + size]
+        value = msgpack.unpackb(payload, timestamp=3, raw=False, strict_map_key=False)
+        if type(value) is not dict:
+            raise ValueError(f"a frame must be a map, got {type(value).__name__}")
+        return value
 
-    @property
-    def pending(self) -> bool:
-        return bool(self._buffer)
+    def frame(self) -> dict[str, Any] | None:
+        """Blocking: the next whole frame, ``None`` at end of file (the child's side)."""
+        while (frame := self.take()) is None:
+            if not self.fill():
+                return None
+        return frame
 
 
 # -- the parent: run, proxy, bound --------------------------------------------------------------------
@@ -135,9 +143,15 @@ def run_confined(
             stream.flush()
         except Exception:
             pass
+    if sys.platform.startswith("linux"):
+        import ctypes  # noqa: F401  (once in the runtime, not in every child: ~10 ms each)
     parent_pid = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: never returns
+        # No cyclic GC in the child: collecting the runtime's garbage would run finalizers of
+        # objects that belong to the parent's threads (gRPC's, in go-plugin mode, abort the
+        # process when run after a fork). Reference counting still frees the callback's garbage.
+        gc.disable()
         parent_end.detach()  # its descriptor is replaced below; never close it through this object
         _child_main(child_end, parent_pid, invoke, client, access, what, label)
     child_end.close()
@@ -177,78 +191,138 @@ def _serve(
     limit: float,
     abandoned: str,
 ) -> None:
-    """Answer the child until it exits; at ``limit`` (counted from the fork) kill it. A child that
-    closed its end but lives on (or whose descendants hold it) is still waited for only that long."""
+    """Answer the child until it exits; at ``limit`` (counted from the fork) kill it, whether it
+    still talks, went quiet mid-frame, or closed its end and lives on."""
     deadline = time.monotonic() + limit
-    reader = _Reader(sock)
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    serving = True
-    pause = 0.001  # once the child closed its end it is exiting: look again soon, then less often
-    while not _reaped(pid):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            stack = _stop(sock, reader, pid, client, access) if serving else None
-            _kill_group(pid)
-            _reap(pid)
-            title = what[0].upper() + what[1:]
-            runtime_log().error(
-                "%s %s did not finish within %.1f s (%s); killed it%s. It was here:\n%s",
-                title,
-                label,
-                limit,
-                "PYBUNDLE_CALLBACK_TIMEOUT_SECONDS",
-                abandoned,
-                stack or "  (no stack: the callback did not answer)",
-            )
-            return
-        wait_ms = int(min(remaining, _TICK_SECONDS) * 1000) + 1
-        if not serving:
-            time.sleep(min(pause, wait_ms / 1000))
-            pause = min(pause * 2, _TICK_SECONDS)
-        elif reader.pending or poller.poll(wait_ms):
-            try:
-                serving = _serve_one(sock, reader, client, access) is not None
-            except _Broken as exc:
-                runtime_log().error("%s %s: %s; killed its process", what[0].upper() + what[1:], label, exc)
+    title = what[0].upper() + what[1:]
+    peer = _Peer(sock, pid, client, access)
+    try:
+        while not peer.exited:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                stack = peer.stack_within(STACK_GRACE_SECONDS)
                 _kill_group(pid)
-                _reap(pid)
+                peer.reap()
+                runtime_log().error(
+                    "%s %s did not finish within %.1f s (%s); killed it%s. It was here:\n%s",
+                    title,
+                    label,
+                    limit,
+                    "PYBUNDLE_CALLBACK_TIMEOUT_SECONDS",
+                    abandoned,
+                    stack or "  (no stack: the callback did not answer)",
+                )
                 return
-    while (
-        serving and time.monotonic() < deadline and (reader.pending or poller.poll(0))
-    ):  # what it sent just before it exited
-        try:
-            serving = _serve_one(sock, reader, client, access) is not None
-        except _Broken:
-            return
+            peer.step(remaining)
+        peer.drain(deadline)
+    except _Broken as exc:
+        runtime_log().error("%s %s: %s; killed its process", title, label, exc)
+        _kill_group(pid)
+        peer.reap()
+    finally:
+        peer.close()
 
 
 class _Broken(Exception):
-    """The child broke the protocol (an unreadable or oversized frame)."""
+    """The child broke the protocol (an unreadable, oversized or non-map frame)."""
 
 
-def _serve_one(
-    sock: socket.socket, reader: _Reader, client: MessageClient, access: Workload
-) -> dict[str, Any] | None:
-    """Read and handle one frame; returns it (``None`` at end of file); ``_Broken`` for garbage."""
-    try:
-        frame = reader.frame()
-    except OSError:
-        return None
-    except Exception as exc:
-        raise _Broken(f"its process sent an unreadable frame ({type(exc).__name__}: {exc})") from None
-    if frame is None:
-        return None
-    if "log" in frame:
-        _emit(frame["log"])
-    elif "request" in frame:
-        answer = _answer(frame.get("request"), client, access)
-        answer["id"] = frame.get("id")
+class _Peer:
+    """The parent's view of one child: its socket, and its exit (a pidfd where Linux has one,
+    else a look every ``_TICK_SECONDS``, sooner just after the child closed its end)."""
+
+    def __init__(self, sock: socket.socket, pid: int, client: MessageClient, access: Workload) -> None:
+        self.sock, self.pid, self.client, self.access = sock, pid, client, access
+        self.reader = _Reader(sock)
+        self.poller = select.poll()
+        self.poller.register(sock, select.POLLIN)
+        self.open = True
+        self.exited = False
+        self.stuck: str | None = None
+        self._pause = 0.001
+        self.pidfd: int | None = None
         try:
-            sock.sendall(_pack(answer))
+            self.pidfd = os.pidfd_open(pid)  # type: ignore[attr-defined]
+            self.poller.register(self.pidfd, select.POLLIN)
+        except (AttributeError, OSError):
+            self.pidfd = None
+
+    def step(self, remaining: float) -> None:
+        """Wait (at most ``remaining`` seconds) for a frame or the child's exit; handle it."""
+        if self.pidfd is None:
+            if not self.open:
+                time.sleep(min(self._pause, remaining))
+                self._pause = min(self._pause * 2, _TICK_SECONDS)
+                self.exited = self.exited or _reaped(self.pid)
+                return
+            remaining = min(remaining, _TICK_SECONDS)
+        for fd, _events in self.poller.poll(int(remaining * 1000) + 1):
+            if fd == self.pidfd:
+                self.reap()
+            elif self.open:
+                self.receive()
+        if self.pidfd is None and not self.exited:
+            self.exited = _reaped(self.pid)
+
+    def receive(self) -> None:
+        try:
+            more = self.reader.fill()
+        except OSError:
+            more = False
+        if not more:
+            self.open = False
+            self.poller.unregister(self.sock)
+        try:
+            while (frame := self.reader.take()) is not None:
+                self.handle(frame)
+        except ValueError as exc:
+            raise _Broken(f"its process sent an unreadable frame ({exc})") from None
+        except Exception as exc:  # msgpack's own errors
+            raise _Broken(f"its process sent an unreadable frame ({type(exc).__name__}: {exc})") from None
+
+    def handle(self, frame: dict[str, Any]) -> None:
+        if "log" in frame:
+            _emit(frame["log"])
+        elif "request" in frame:
+            answer = _answer(frame.get("request"), self.client, self.access)
+            answer["id"] = frame.get("id")
+            try:
+                self.sock.sendall(_pack(answer))
+            except OSError:
+                pass
+        elif "stuck" in frame:
+            self.stuck = str(frame["stuck"])
+
+    def drain(self, deadline: float) -> None:
+        """What the child sent just before it exited (bounded: its descendants may hold the socket)."""
+        while self.open and time.monotonic() < deadline and self.poller.poll(0):
+            self.receive()
+
+    def stack_within(self, grace: float) -> str | None:
+        """Ask the child for the stack it is stuck in (``SIGUSR1``), serving it meanwhile."""
+        try:
+            os.kill(self.pid, signal.SIGUSR1)
         except OSError:
             return None
-    return frame
+        until = time.monotonic() + grace
+        while self.stuck is None and not self.exited and (left := until - time.monotonic()) > 0:
+            if not self.open:
+                break
+            try:
+                self.step(left)
+            except _Broken:
+                break
+        return self.stuck
+
+    def reap(self) -> None:
+        if not self.exited:
+            _reap(self.pid)
+            self.exited = True
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
 
 
 def _answer(body: Any, client: MessageClient, access: Workload) -> dict[str, Any]:
@@ -298,32 +372,6 @@ def _emit(event: Any) -> None:
     logger = logging.getLogger(record.name)
     if logger.isEnabledFor(record.levelno):
         logger.handle(record)
-
-
-def _stop(
-    sock: socket.socket, reader: _Reader, pid: int, client: MessageClient, access: Workload
-) -> str | None:
-    """Ask the child for the stack it is stuck in, serving it a moment longer meanwhile."""
-    stack = None
-    try:
-        os.kill(pid, signal.SIGUSR1)
-    except OSError:
-        pass
-    until = time.monotonic() + STACK_GRACE_SECONDS
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    while stack is None and (left := until - time.monotonic()) > 0:
-        if not (reader.pending or poller.poll(int(left * 1000) + 1)):
-            break
-        try:
-            frame = _serve_one(sock, reader, client, access)
-        except _Broken:
-            break
-        if frame is None:
-            break
-        if "stuck" in frame:
-            stack = str(frame["stuck"])
-    return stack
 
 
 def _reaped(pid: int) -> bool:
