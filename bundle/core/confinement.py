@@ -143,8 +143,14 @@ def run_confined(
             stream.flush()
         except Exception:
             pass
+    # What every child needs, imported once here rather than again in each child (ctypes alone
+    # cost each child ~10 ms).
+    import msgpack  # noqa: F401
+
+    from . import log_records  # noqa: F401
+
     if sys.platform.startswith("linux"):
-        import ctypes  # noqa: F401  (once in the runtime, not in every child: ~10 ms each)
+        import ctypes  # noqa: F401
     parent_pid = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: never returns
@@ -424,8 +430,12 @@ def _child_main(
             runtime_log().error(
                 "Failed to run %s %s: %s: %s", what, label, type(exc).__name__, exc, exc_info=exc
             )
-    except BaseException:
+    except BaseException as exc:  # setting the process up failed: say so where print() goes
         code = 1
+        try:
+            os.write(2, f"pybundle: cannot run {what} {label} in its own process: {exc!r}\n".encode())
+        except Exception:
+            pass
     finally:
         os._exit(code)
 
