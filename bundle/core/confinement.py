@@ -20,10 +20,12 @@ can run code in the parent). Child -> parent: ``{"log": event}``, ``{"id": n, "r
 {...}}``, ``{"id": n, "invalid": text}``, ``{"id": n, "failed": {...}}``.
 
 Fork safety: the child runs only this module's code, the callback and ``logging`` (whose locks
-Python re-initialises after a fork); it replaces the root logger's handlers, ``sys.stdout`` and
-``sys.stderr`` before anything logs or prints, so no lock a runtime thread held at the fork (the
-log writer's, the comm watcher's, a buffered stream's) is ever taken, and it leaves with
-``os._exit`` (no atexit hooks, no flushing of the runtime's objects).
+Python re-initialises after a fork); it replaces the root logger's handlers, ``sys.stdout``,
+``sys.stderr`` and the masker's lock before anything logs or prints, so no lock a runtime thread
+held at the fork (the log writer's, the comm watcher's, a buffered stream's) is taken on its way,
+and it leaves with ``os._exit`` (no atexit hooks, no flushing of the runtime's objects). The cyclic
+GC is off in the child (it would finalise objects of the runtime's threads), and go-plugin mode
+turns gRPC's fork handlers off (they restarted its event engine in the child, which then aborted).
 
 The bound: at the deadline the parent sends ``SIGUSR1`` (the child's handler sends the stack the
 callback is in), waits ``STACK_GRACE_SECONDS`` for it, then kills the child's process group.
@@ -553,6 +555,7 @@ def _detach_from_runtime(channel: _ChildChannel) -> None:
             pass
     root = logging.getLogger()
     root.handlers[:] = [_RelayHandler(channel)]
+    masker._lock = threading.Lock()  # a runtime thread may have been registering a secret
     for signum in (signal.SIGTERM, signal.SIGINT):  # the runtime's handlers report task states
         signal.signal(signum, signal.SIG_DFL)
 
