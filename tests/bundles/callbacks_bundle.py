@@ -8,6 +8,7 @@ call order when each ran and with which context.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from datetime import timedelta
 
@@ -108,6 +109,19 @@ def escalate(ctx: Context, client: Client) -> None:
     log.info("escape found %d runtime client(s) in memory", len(runtime_clients))
     for index, other in enumerate(runtime_clients):
         attempt(f"memory-client-{index}", lambda other=other: other.set_variable("cb_memory", "x"))
+    comm = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--comm=")]
+    if comm:  # coordinator mode: dial the supervisor's comm address again (it is in argv)
+
+        def redial() -> None:
+            import socket
+
+            host, port = comm[0].rsplit(":", 1)
+            with socket.create_connection((host, int(port)), timeout=2) as sock:
+                sock.sendall(encode_request(0, put("cb_redial")))
+                if not sock.recv(1):  # an answer would be a frame; the supervisor never reads it
+                    raise ConnectionResetError("closed")
+
+        attempt("redial-comm", redial)
     seen = client.get_variable("cb_seen", default="unset")  # allowed: read
     log.info("callback escalate read var=%s", seen)  # allowed: logging
     kinds = {}
