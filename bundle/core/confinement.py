@@ -154,11 +154,17 @@ def run_confined(
     if sys.platform.startswith("linux"):
         import ctypes  # noqa: F401
     parent_pid = os.getpid()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as exc:  # no process to confine it in: it does not run (never unconfined)
+        parent_end.close()
+        child_end.close()
+        runtime_log().error("Cannot start a process for %s %s: %s; it did not run", what, label, exc)
+        return
     if pid == 0:  # the child: never returns
-        # No cyclic GC in the child: collecting the runtime's garbage would run finalizers of
-        # objects that belong to the parent's threads (gRPC's, in go-plugin mode, abort the
-        # process when run after a fork). Reference counting still frees the callback's garbage.
+        # No cyclic GC in the child: a collection would run finalizers of the runtime's objects
+        # (sockets, gRPC's) whose threads do not exist here. Reference counting still frees the
+        # callback's own garbage, and the process is short-lived.
         gc.disable()
         parent_end.detach()  # its descriptor is replaced below; never close it through this object
         _child_main(child_end, parent_pid, invoke, client, access, what, label)
