@@ -35,13 +35,14 @@ def main() -> int:
         8: lambda: bound_arguments(runs if args.quick else 41),
         9: lambda: deployment_cost(20, 3),
         10: lambda: mapped_width(runs),
+        11: lambda: figures.callback_cost(runs, 5 if args.quick else 20),
     }
     rows: list[figures.Row] = []
     # Light figures first, the ones that load the machine for seconds on end (2, 4) last: on a
     # shared VM a sustained load slows every wake-up for a while after it, and figure 3 is made of
     # wake-ups (measured: its floor's round trip went from ~75 us to 140-450 us after figure 2).
     # 9 starts a real Airflow deployment (minutes): full runs and --only 9, never --quick.
-    for number in (3, 8, 10, 1, 5, 7, 6, 2, 4, 9):  # 8 and 10, like 3, are made of round trips
+    for number in (3, 8, 10, 11, 1, 5, 7, 6, 2, 4, 9):  # 8 and 10, like 3, are made of round trips
         if args.only and number not in args.only:
             continue
         if number == 9 and args.quick:

@@ -344,3 +344,31 @@ def peak_rss(runs: int) -> list[Row]:
     except RuntimeError as exc:  # grpc not installed: say so rather than hide the row
         rows.append(Row("7 peak RSS", f"go-plugin: {exc}", 0.0, "MiB"))
     return rows
+
+
+def _callback_interval(callbacks: int) -> Sample:
+    """Seconds from one callback's read reaching the stub to the next one's: a whole callback
+    (fork, fresh client, one read through the proxy, exit, reap) as the task pays it."""
+    stub = StubSupervisor(startup_details(task_id="with_callbacks")).start()
+    env = subject_env({"BENCH_CALLBACKS": str(callbacks)})
+    proc = subprocess.Popen(
+        [*PYBUNDLE, *stub.args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    proc.wait()
+    stub.join()
+    reads = [t for kind, t in stub.arrivals if kind == "GetVariable"]
+    if proc.returncode != 0 or stub.error or len(reads) != callbacks:
+        raise RuntimeError(
+            f"callbacks: exit {proc.returncode}, {len(reads)} of {callbacks} reads, {stub.error!r}"
+        )
+    return Sample((reads[-1] - reads[0]) / (callbacks - 1))
+
+
+def callback_cost(runs: int, callbacks: int) -> list[Row]:
+    """Figure 11: what each task callback costs now that it runs in a process of its own behind
+    the runtime's proxy (bundle.core.confinement); a task without callbacks pays none of it."""
+    series = alternate(runs, {"task callback in its own process": lambda: _callback_interval(callbacks)})
+    [subject] = series.values()
+    row = Row("11 callback cost", subject.name, subject.median * 1000, "ms/callback")
+    row.extra = {"callbacks_per_task": callbacks, "runs": runs}
+    return [row]

@@ -7,11 +7,14 @@ Airflow dev list), and each *workload* is the set of requests one kind of proces
 
 * ``TASK``: everything the task protocol allows (all groups);
 * ``CALLBACK``: read and logging only (a task's ``on_*_callback``: user code outside the task's
-  lifecycle, so no writes, no state changes, no DAG runs);
-* ``DAG_PARSE``: exactly what the 1.3.2 DAG processor answers (``ToManager``).
+  lifecycle, so no writes, no state changes, no DAG runs), enforced by a proxy in the runtime
+  that the callback's own process cannot get around (``bundle.core.confinement``);
+* ``DAG_PARSE``: exactly what the 1.3.2 DAG processor answers (``ToManager``);
+* ``DAG_CALLBACK``: ``MaskSecret`` only (a DAG's ``on_success/on_failure_callback``, run by the
+  bundle started from the DAG processor, which has no channel to Airflow at all).
 
 A request outside the workload raises ``bundle.RequestNotAllowed`` (``request_type``, ``group``,
-``workload``) before anything is sent. ``markdown_table()`` renders the table of
+``workload``) before anything is sent; docs/access-levels.md says where each is enforced. ``markdown_table()`` renders the table of
 docs/access-levels.md, which a test keeps identical to this module.
 
 Not imported by the runtime: it only re-exports and renders.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 from .core.messages import (
     CALLBACK_ACCESS,
+    DAG_CALLBACK_ACCESS,
     DAG_PARSING_ACCESS,
     GROUP_NAMES,
     REQUEST_GROUPS,
@@ -32,7 +36,8 @@ from .core.messages import (
 TASK: Workload = TASK_ACCESS
 CALLBACK: Workload = CALLBACK_ACCESS
 DAG_PARSE: Workload = DAG_PARSING_ACCESS
-WORKLOADS: tuple[Workload, ...] = (TASK, CALLBACK, DAG_PARSE)
+DAG_CALLBACK: Workload = DAG_CALLBACK_ACCESS
+WORKLOADS: tuple[Workload, ...] = (TASK, CALLBACK, DAG_PARSE, DAG_CALLBACK)
 
 # The groups in the order the docs list them.
 GROUP_ORDER: tuple[Access, ...] = (
@@ -47,6 +52,7 @@ GROUP_ORDER: tuple[Access, ...] = (
 
 __all__ = [
     "CALLBACK",
+    "DAG_CALLBACK",
     "DAG_PARSE",
     "GROUP_NAMES",
     "GROUP_ORDER",
@@ -67,7 +73,10 @@ def group_of(request_type: str) -> str:
 
 def markdown_table() -> str:
     """One row per request type, grouped: its group and which workloads may send it."""
-    lines = ["| group | request type | task | callback | DAG parse |", "|---|---|---|---|---|"]
+    lines = [
+        "| group | request type | task | callback | DAG parse | DAG callback |",
+        "|---|---|---|---|---|---|",
+    ]
     for group in GROUP_ORDER:
         for type_ in sorted(t for t, g in REQUEST_GROUPS.items() if g is group):
             marks = " | ".join("yes" if type_ in workload else "no" for workload in WORKLOADS)

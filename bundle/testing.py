@@ -185,6 +185,10 @@ class FakeClient(MessageClient):
     dicts (``{"id", "timestamp", "extra", "asset": {"name", "uri", "group", "extra"}, ...}``) that
     ``GetAssetEventByAsset`` (``ctx.inlet_events[asset]``) answers from."""
 
+    # Answers from memory, so callbacks run in process (limited to read + logging by this
+    # client's checks only), where a test can see what they did.
+    confine_callbacks = False
+
     def __init__(
         self,
         variables: Mapping[str, str | None] | None = None,

@@ -110,3 +110,14 @@ def test_the_docs_table_is_the_rendered_table():
     assert table in text, "docs/access-levels.md is stale: paste the output of `python -m bundle.access`"
     row = re.compile(r"^\| [^|]+ \| `\w+` \| (yes|no) \|", re.M)
     assert len(row.findall(text)) == len(row.findall(table))  # no second, hand-written table
+
+
+def test_dag_callbacks_are_in_the_catalogue_with_mask_secret_only():
+    from bundle.core.dag_callbacks import environment_client
+
+    assert access.DAG_CALLBACK in access.WORKLOADS
+    assert access.DAG_CALLBACK.types == frozenset({"MaskSecret"})
+    assert "| DAG callback |" in access.markdown_table().splitlines()[0]
+    assert environment_client(None)._access is access.DAG_CALLBACK  # what DAG-callback mode uses
+    with pytest.raises(bundle.RequestNotAllowed, match="GetVariable is a read request, which a DAG callback"):
+        messages.validate_request({"type": "GetVariable", "key": "k"}, access.DAG_CALLBACK)

@@ -20,7 +20,7 @@ def test_quick_benchmark_run_produces_every_figure():
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     figures = {row["figure"].split()[0] for row in report["rows"]}
-    assert figures == {"1", "2", "3", "4", "5", "6", "7", "8", "10"}
+    assert figures == {"1", "2", "3", "4", "5", "6", "7", "8", "10", "11"}
     subjects = {row["subject"] for row in report["rows"]}
     assert {"packed executable, warm cache", "packed executable, first run"} <= subjects
     assert [row["figure"] for row in report["rows"]] == sorted(

@@ -328,3 +328,51 @@ def test_a_callback_with_an_unknown_parameter_is_refused_at_import() -> None:
     ):
         Bundle("b").dag("d", on_failure_callback=bad)
     Bundle("b").dag("d", on_failure_callback=lambda ctx=None: None)  # defaults are fine
+
+
+PRINTING_BUNDLE = """
+import os, sys
+from bundle import Bundle, Client, Context, serve
+
+bundle = Bundle("prints", version="1", queue="python-bundle")
+
+
+def leaky(ctx: Context, client: Client) -> None:
+    password = client.get_connection("warehouse").password  # registered with the masker
+    token = client.get_variable("api_secret")  # a sensitive name: registered too
+    print("PRINTED", password, token)
+    print("STDERR", password, file=sys.stderr)
+    os.write(2, f"RAW {token}\\n".encode())
+
+
+bundle.dag("prints_dag", on_failure_callback=leaky).add_task_with_name("t", lambda: None)
+
+if __name__ == "__main__":
+    raise SystemExit(serve(bundle))
+"""
+
+
+def test_a_callbacks_print_and_stderr_are_masked_in_the_dag_processors_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    source = tmp_path / "prints.py"
+    source.write_text(PRINTING_BUNDLE)
+    root = tmp_path / "root"
+    root.mkdir()
+    executable = root / "prints"
+    for argv in (
+        [str(source), "--format", "executable", "--output", str(executable)],
+        ["dag-file", str(source), "--output", str(tmp_path / "prints_dag.py")],
+    ):
+        subprocess.run([sys.executable, "-m", "packer", *argv], check=True, capture_output=True, timeout=300)
+    executable.chmod(0o755)
+    _configure(monkeypatch, root)
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", "postgres://etl:hunter2-pw@db:5432/dwh")
+    monkeypatch.setenv("AIRFLOW_VAR_API_SECRET", "tok-s3cr3t-value")
+    request = _request("prints_dag", failure=True, conf={})
+    lines = _run_in_dag_processor(tmp_path / "prints_dag.py", request, caplog)
+    text = "\n".join(lines)
+    assert "hunter2-pw" not in text and "tok-s3cr3t-value" not in text, text
+    assert "stdout: PRINTED *** ***" in lines, lines
+    assert "stderr: STDERR ***" in lines, lines
+    assert "stderr: RAW ***" in lines, lines

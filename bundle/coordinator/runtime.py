@@ -93,6 +93,9 @@ def _serve_first_frame(provider: BundleProvider, channel: CommChannel, log_pipe:
         # to arrive there as a record; a dead one fails the write at once and it goes to stderr.
         log_pipe.flush(timeout=0.5)
         log_pipe.fall_back_to_stderr()
+        confinement = sys.modules.get("bundle.core.confinement")  # a callback's process ends too
+        if confinement is not None:
+            confinement.kill_active()
         os._exit(EXIT_PROTOCOL_ERROR)
 
     if kind == "StartupDetails":

@@ -196,12 +196,14 @@ def _install_cancellation(context: Context, terminal: _Terminal, log_pipe: LogPi
 
     def expire() -> None:
         if terminal.sent:  # only callbacks run after the terminal message: end them, keep the state
+            _end_callback_processes()
             log_pipe.close()
             os._exit(0)
         runtime_log().error("Task did not stop within %.1f s of the stop request; reporting failed", grace)
         try:
             terminal.send(TaskOutcome(FAILED, reason="task was cancelled and did not stop in time"))
         finally:
+            _end_callback_processes()
             log_pipe.close()
             os._exit(0)  # the terminal message carries the state; exit 0 lets the supervisor apply it
 
@@ -218,6 +220,15 @@ def _install_cancellation(context: Context, terminal: _Terminal, log_pipe: LogPi
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
+
+
+def _end_callback_processes() -> None:
+    """A callback's process must not outlive the runtime (bundle.core.confinement)."""
+    import sys
+
+    confinement = sys.modules.get("bundle.core.confinement")  # loaded only if a callback ran
+    if confinement is not None:
+        confinement.kill_active()
 
 
 def _timeout_backstop(context: Context, terminal: _Terminal, log_pipe: LogPipe) -> Watchdog:
@@ -249,6 +260,7 @@ def _timeout_backstop(context: Context, terminal: _Terminal, log_pipe: LogPipe) 
                 sent = terminal.send(failure_outcome(context, timeout_error(limit)))
             finally:
                 if sent:  # else the task itself reported in the meantime and exits on its own
+                    _end_callback_processes()
                     log_pipe.close()
                     os._exit(0)
 

@@ -10,13 +10,15 @@ Each callback of a list runs in turn; one that raises is logged and the next sti
 callback does changes the outcome. pybundle does the same, and adds what the Python runner leaves
 to the supervisor's ``task_success_overtime``:
 
+* least privilege that the callback's code cannot undo: each callback runs in a process of its
+  own, forked from the runtime, whose only way to Airflow is a proxy in the runtime that forwards
+  read + logging requests (``bundle.core.messages.CALLBACK_ACCESS``) and answers anything else
+  with ``RequestNotAllowed`` (``bundle.core.confinement``). Clients that answer from memory
+  (``bundle.testing``) run callbacks in process, limited to the same requests;
 * a bound: each callback gets ``PYBUNDLE_CALLBACK_TIMEOUT_SECONDS`` (default 10 s, below the
   supervisor's 20 s ``task_success_overtime``, after which it would stop the process); one still
-  running then is logged with the stack it is stuck in and abandoned (it runs on a daemon thread
-  that dies with the process);
-* least privilege: the callback's ``Client`` is limited to read + logging requests
-  (``bundle.core.messages.CALLBACK_ACCESS``); anything else raises ``RequestNotAllowed`` before it
-  is sent.
+  running then is logged with the stack it is stuck in and killed (in process: abandoned on a
+  daemon thread that dies with the process).
 
 A callback declares what it needs as a task does, by annotation (``Context`` -- here a
 ``CallbackContext`` with ``exception`` and ``callback`` -- ``Client``, ``logging.Logger``), plus a
@@ -153,12 +155,19 @@ def run_callbacks(
     callbacks = task.effective_options.get(kind) or ()
     if not callbacks:
         return 0
-    callback_client = _restricted(client)
     callback_context = CallbackContext(context, kind, exception)
     limit = timeout_seconds()
+    confine = _confines(client)
+    callback_client = client if confine else _restricted(client)
     for index, fn in enumerate(callbacks):
-        _run_one(task, kind, index, fn, callback_context, callback_client, limit)
+        _run_one(task, kind, index, fn, callback_context, callback_client, limit, confine)
     return len(callbacks)
+
+
+def _confines(client: Client) -> bool:
+    """Whether callbacks run in a process of their own: for a client with a real channel to
+    Airflow (``MessageClient.confine_callbacks``), wherever ``fork`` exists."""
+    return bool(getattr(client, "confine_callbacks", False)) and hasattr(os, "fork")
 
 
 def run_terminal_callbacks(task: Task | None, context: Context, client: Client, outcome: TaskOutcome) -> int:
@@ -186,7 +195,30 @@ def _run_one(
     context: CallbackContext,
     client: Client,
     limit: float,
+    confine: bool = False,
 ) -> None:
+    label = f"{kind}[{index}] {function_name(fn)}"
+    if confine:
+        from .confinement import run_confined
+
+        def invoke_with(confined: Client) -> Any:  # in the callback's process, on its client
+            args, kwargs = _arguments(task, fn, context, confined)
+            return fn(*args, **kwargs)
+
+        started = time.monotonic()
+        runtime_log().debug("Running task callback %s in a process of its own", label)
+        run_confined(
+            invoke_with,
+            client=client,  # type: ignore[arg-type]
+            access=CALLBACK_ACCESS,
+            what="task callback",
+            label=label,
+            limit=limit,
+            abandoned=", the task's state stands",
+        )
+        runtime_log().debug("Task callback %s ended after %.3f s", label, time.monotonic() - started)
+        return
+
     def invoke() -> Any:
         args, kwargs = _arguments(task, fn, context, client)
         return fn(*args, **kwargs)
@@ -194,7 +226,7 @@ def _run_one(
     run_bounded(
         invoke,
         what="task callback",
-        label=f"{kind}[{index}] {function_name(fn)}",
+        label=label,
         thread_name=f"pybundle-{kind}",
         limit=limit,
         level=logging.DEBUG,

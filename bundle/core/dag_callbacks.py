@@ -23,7 +23,7 @@ import logging
 from .callbacks import plan_callback, run_bounded, timeout_seconds
 from .context import Context, DagRunInfo, TaskInstanceInfo
 from .injection import CLIENT, CONTEXT, function_name
-from .messages import Access, Workload
+from .messages import DAG_CALLBACK_ACCESS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,13 +34,6 @@ if TYPE_CHECKING:
     from .client import Client
 
 DAG_CALLBACK_KINDS = ("on_success_callback", "on_failure_callback")
-DAG_CALLBACK_ACCESS = Workload(
-    "DAG callback",
-    frozenset({"MaskSecret"}),
-    Access.LOGGING,
-    "MaskSecret only (there is no supervisor channel: variables and connections are read from "
-    "AIRFLOW_VAR_* / AIRFLOW_CONN_* environment variables; see docs/callbacks.md)",
-)
 
 
 class DagCallbackContext(Context):

@@ -85,6 +85,9 @@ def _timestamp(created: float) -> str:
 
 def record_to_event(record: logging.LogRecord) -> dict[str, Any]:
     """The JSON object for one record, masked; never raises for any record user code can make."""
+    relayed = record.__dict__.get("_pybundle_relayed_event")
+    if type(relayed) is dict:  # built by a confined callback's process (bundle.core.confinement)
+        return _relayed(relayed, record)
     try:
         message = record.getMessage()
     except Exception as exc:  # bad %-args must not lose the record
@@ -116,6 +119,51 @@ def record_to_event(record: logging.LogRecord) -> dict[str, Any]:
         **masker.redact(extras, keys=True),
         **masker.redact(errors),
     }
+
+
+def _relayed(event: dict[str, Any], record: logging.LogRecord) -> dict[str, Any]:
+    """A confined callback's event (untrusted: its process is the callback's), made safe here:
+    masked again (the child may not have known every secret), keys the supervisor chokes on
+    renamed as ``record_to_event`` renames them, an ``exception`` kept only in the shape it reads,
+    the timestamp and level only when well-formed."""
+    stamp, level = event.get("timestamp"), event.get("level")
+    safe: dict[str, Any] = {
+        "event": str(event.get("event", "")),
+        "logger": str(event.get("logger") or "root"),
+    }
+    for key, value in event.items():
+        if not isinstance(key, str) or key in ("timestamp", "level", "event", "logger"):
+            continue
+        if key == "exception" and _is_stack_list(value):
+            safe[key] = value
+        elif key in _RESERVED or key.startswith("_"):
+            safe[f"extra_{key.lstrip('_')}"] = _json_safe(value, 0)
+        else:
+            safe[key] = _json_safe(value, 0)
+    return {
+        "timestamp": stamp
+        if isinstance(stamp, str) and _RELAYED_STAMP.match(stamp)
+        else _timestamp(record.created),
+        "level": level if level in _LOWER_LEVELS else level_name(record.levelno),
+        **masker.redact(safe, keys=True),
+    }
+
+
+_RELAYED_STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+_LOWER_LEVELS = frozenset({"debug", "info", "warning", "error", "critical"})
+
+
+def _is_stack_list(value: Any) -> bool:
+    """``exception_stacks``'s shape: a list of maps with string ``exc_type``/``exc_value`` and a
+    list of frame maps."""
+    return isinstance(value, list) and all(
+        isinstance(stack, dict)
+        and isinstance(stack.get("exc_type"), str)
+        and isinstance(stack.get("exc_value"), str)
+        and isinstance(stack.get("frames"), list)
+        and all(isinstance(frame, dict) for frame in stack["frames"])
+        for stack in value
+    )
 
 
 def encode_event(event: dict[str, Any]) -> bytes:

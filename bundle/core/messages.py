@@ -10,7 +10,7 @@ Access levels follow the grouping proposed on the Airflow dev list (read, write,
 lifecycle, task metadata, orchestration, HITL): every ``ToSupervisor`` type of 1.3.2 is in exactly
 one group (``REQUEST_GROUPS``, the public table of docs/access-levels.md), and each kind of process
 is a ``Workload`` composing the requests it may send (``TASK_ACCESS``, ``CALLBACK_ACCESS``,
-``DAG_PARSING_ACCESS``); anything else raises ``RequestNotAllowed`` before it leaves the process.
+``DAG_PARSING_ACCESS``, ``DAG_CALLBACK_ACCESS``); anything else raises ``RequestNotAllowed`` before it leaves the process.
 
 Pure Python and import-light: this module is on the coordinator's start-up path.
 """
@@ -429,7 +429,17 @@ DAG_PARSING_ACCESS = Workload(
     "only what the DAG processor answers: connections, variables (read, put, delete), XComs, "
     "task states and counts, previous runs and task instances, MaskSecret, the parsing result",
 )
-WORKLOADS = (TASK_ACCESS, CALLBACK_ACCESS, DAG_PARSING_ACCESS)
+# A DAG's on_success/on_failure_callback, run by the bundle started from the DAG processor
+# (bundle.dag_callback.mode): that process has no channel to Airflow at all, so the one request it
+# may "send" is MaskSecret, applied to its own masker.
+DAG_CALLBACK_ACCESS = Workload(
+    "DAG callback",
+    frozenset({"MaskSecret"}),
+    _L,
+    "MaskSecret only (there is no supervisor channel: variables and connections are read from "
+    "AIRFLOW_VAR_* / AIRFLOW_CONN_* environment variables; see docs/callbacks.md)",
+)
+WORKLOADS = (TASK_ACCESS, CALLBACK_ACCESS, DAG_PARSING_ACCESS, DAG_CALLBACK_ACCESS)
 
 # Values the supervisor's pydantic models accept for constrained string fields.
 _STATE_VALUES = {

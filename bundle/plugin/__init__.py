@@ -27,6 +27,11 @@ def run(provider: BundleProvider) -> int:
     if os.environ.get(COOKIE_KEY) != COOKIE_VALUE:
         sys.stderr.write(NOT_A_PLUGIN_MESSAGE)
         return 1
+    # Task callbacks run in processes forked from this one (bundle.core.confinement). gRPC's own
+    # fork handling would restart its event engine in each child, where the descriptors it polls
+    # are gone: the child aborted (measured with grpcio 1.85). Off before grpc is imported; the
+    # children never use gRPC.
+    os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "0"
     try:
         from .server import serve_plugin
     except Exception as exc:  # missing packages, or versions older than the generated stubs need

@@ -8,6 +8,7 @@ call order when each ran and with which context.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from datetime import timedelta
 
@@ -55,6 +56,89 @@ def writes(ctx: Context, client: Client) -> None:
     raise RequestNotAllowed("uncaught on purpose") from None  # and an escaping one changes nothing
 
 
+def escalate(ctx: Context, client: Client) -> None:
+    """Tries every way back to full access a callback had before it ran in a process of its own:
+    the public ``restricted(TASK)``, the private ``_transport``, the runtime's own client found in
+    memory, and raw writes of a supervisor frame to every inherited descriptor. Logs each outcome
+    as ``escape <route>: <outcome>``, then does what it may: a read and a log line."""
+    import gc
+    import os
+
+    import bundle.access
+    from bundle.coordinator.frames import encode_request
+
+    def put(key: str) -> dict:
+        return {"type": "PutVariable", "key": key, "value": "escalated", "description": None}
+
+    def attempt(route: str, action) -> None:
+        try:
+            action()
+        except RequestNotAllowed as exc:
+            outcome = f"refused {exc.request_type}|{exc.group}|{exc.workload}"
+        except Exception as exc:
+            outcome = f"failed {type(exc).__name__}"
+        else:
+            outcome = "ALLOWED"
+        log.info("escape %s: %s", route, outcome)
+
+    full = client.restricted(bundle.access.TASK)
+    attempt("restricted-set_variable", lambda: full.set_variable("cb_escalated", "x"))
+    attempt("restricted-push_xcom", lambda: full.push_xcom("cb_escalated", 1))
+    attempt("transport-PutVariable", lambda: client._transport(put("cb_transport")))
+    attempt(
+        "transport-SetXCom",
+        lambda: client._transport(
+            {
+                "type": "SetXCom",
+                "key": "cb_transport",
+                "dag_id": ctx.ti.dag_id,
+                "run_id": ctx.ti.run_id,
+                "task_id": ctx.ti.task_id,
+                "value": 1,
+                "map_index": -1,
+            }
+        ),
+    )
+    runtime_clients = [
+        o
+        for o in gc.get_objects()
+        if type(o).__name__ == "MessageClient" and o is not client and o is not full
+    ]
+    if os.environ.get("CALLBACK_TESTS_NO_MEMORY_ROUTE"):  # go-plugin mode: see docs/access-levels.md
+        runtime_clients = []
+    log.info("escape found %d runtime client(s) in memory", len(runtime_clients))
+    for index, other in enumerate(runtime_clients):
+        attempt(f"memory-client-{index}", lambda other=other: other.set_variable("cb_memory", "x"))
+    comm = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--comm=")]
+    if comm:  # coordinator mode: dial the supervisor's comm address again (it is in argv)
+
+        def redial() -> None:
+            import socket
+
+            host, port = comm[0].rsplit(":", 1)
+            with socket.create_connection((host, int(port)), timeout=2) as sock:
+                sock.sendall(encode_request(0, put("cb_redial")))
+                if not sock.recv(1):  # an answer would be a frame; the supervisor never reads it
+                    raise ConnectionResetError("closed")
+
+        attempt("redial-comm", redial)
+    seen = client.get_variable("cb_seen", default="unset")  # allowed: read
+    log.info("callback escalate read var=%s", seen)  # allowed: logging
+    kinds = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            kinds[int(name)] = os.readlink(f"/proc/self/fd/{name}").split(":")[0]
+        except OSError:
+            continue  # listdir's own descriptor
+    log.info("escape descriptors: %s", " ".join(f"{fd}={kind}" for fd, kind in sorted(kinds.items())))
+    # Every descriptor number but 0-2 and the one socket to the runtime's proxy: a supervisor
+    # frame written raw (the comm socket was one of these numbers in the runtime).
+    frame = encode_request(0, put("cb_raw"))
+    for fd, kind in sorted(kinds.items()):
+        if fd > 2 and kind != "socket":
+            attempt(f"raw-fd-{fd}", lambda fd=fd: os.write(fd, frame))
+
+
 def hangs(ctx: Context) -> None:
     log.info("callback hangs starts")
     time.sleep(120)
@@ -85,6 +169,11 @@ def fails_hard() -> None:
 @dag.task(on_skipped_callback=record)
 def skips() -> None:
     raise SkipTask("nothing to do")
+
+
+@dag.task(on_success_callback=escalate)
+def escalates(client: Client) -> str:
+    return "done"
 
 
 @dag.task(on_success_callback=[hangs, record])
