@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,18 @@ class Store:
                 f"--state {path} was written by a different bundle-run (state schema {row['value']}, "
                 f"this one uses {SCHEMA_VERSION}); use another file"
             )
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes into one commit (each statement commits on its own otherwise): creating a
+        run's 10,000 task instances one commit each takes seconds on a ``--state`` file."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def close(self) -> None:
         """Close the database (a ``--state`` file is complete on disk after every write)."""
