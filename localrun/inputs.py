@@ -74,8 +74,18 @@ class EnvSecrets:
             try:
                 Connection.from_env_value(suffix.lower(), value)
             except (ValueError, TypeError) as exc:
-                out.append(f"{CONN_ENV_PREFIX}{suffix} is neither a connection URI nor a JSON object: {exc}")
+                out.append(
+                    f"{CONN_ENV_PREFIX}{suffix} is neither a connection URI nor a JSON object: "
+                    f"{_without_prefix(exc, suffix.lower())}"
+                )
         return out
+
+
+def _without_prefix(exc: Exception, conn_id: str) -> str:
+    """``Connection``'s parse error without its ``connection 'id': `` prefix (the caller names it)."""
+    text = str(exc)
+    prefix = f"connection {conn_id!r}: "
+    return text[len(prefix) :] if text.startswith(prefix) else text
 
 
 def connection_fields(conn: Connection) -> dict[str, Any]:
@@ -122,8 +132,8 @@ def _parse_connection(path: str | os.PathLike[str], conn_id: str, value: Any) ->
     if isinstance(value, str):
         try:
             return Connection.from_uri(conn_id, value)
-        except ValueError as exc:
-            raise UsageError(f"{where}: {exc}") from None
+        except ValueError as exc:  # names what is wrong, never the URI (its password)
+            raise UsageError(f"{where}: {_without_prefix(exc, conn_id)}") from None
     if not isinstance(value, Mapping):
         raise UsageError(f"{where}: expected a URI string or a mapping of {', '.join(CONNECTION_FIELDS)}")
     unknown = sorted(set(value) - set(CONNECTION_FIELDS) - {"conn_id"})
