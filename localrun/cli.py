@@ -86,8 +86,16 @@ def _conf(_ctx: click.Context, _param: click.Parameter, value: str | None) -> di
         parsed = json.loads(value)
     except ValueError as exc:
         raise click.BadParameter(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise click.BadParameter("not JSON: nested too deeply") from None
     if not isinstance(parsed, dict):
         raise click.BadParameter("must be a JSON object")
+    try:  # Airflow's API reads the run's conf as UTF-8 JSON: a lone surrogate would fail every task
+        json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise click.BadParameter(
+            f"holds a lone surrogate (U+{ord(exc.object[exc.start]):04X}), which is not valid Unicode text"
+        ) from None
     return parsed
 
 
