@@ -238,6 +238,9 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug of ours: still one line and a defined status, not a traceback
+        _error(f"internal error: {type(exc).__name__}: {exc} (please report this)")
+        return EXIT_INTERNAL
     return result if isinstance(result, int) else EXIT_INTERNAL
 
 

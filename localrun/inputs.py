@@ -111,6 +111,7 @@ def load_variables(path: str | os.PathLike[str]) -> dict[str, str | None]:
         if not isinstance(key, str) or not key:
             raise UsageError(f"variables file {path}: keys must be non-empty strings, got {key!r}")
         out[key] = value if value is None or isinstance(value, str) else json.dumps(value)
+        _refuse_lone_surrogates(f"variables file {path}, variable {key!r}", key, value)
     return out
 
 
@@ -123,8 +124,24 @@ def load_connections(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
             raise UsageError(
                 f"connections file {path}: connection ids must be non-empty strings, got {conn_id!r}"
             )
+        _refuse_lone_surrogates(f"connections file {path}, connection {conn_id!r}", conn_id, value)
         out[conn_id] = connection_fields(_parse_connection(path, conn_id, value))
     return out
+
+
+def _refuse_lone_surrogates(where: str, *values: Any) -> None:
+    """A ``\\udcXX`` escape in a JSON or YAML file decodes to a lone surrogate, which SQLite and the
+    Execution API (UTF-8) cannot carry: say so here, not with a traceback later. The message never
+    quotes the value (it may be a password)."""
+    try:
+        json.dumps(values, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(exc.object[exc.start])
+        raise UsageError(
+            f"{where}: holds a lone surrogate (U+{code:04X}), which is not valid Unicode text"
+        ) from None
+    except (TypeError, ValueError):  # not JSON-shaped (e.g. a YAML date): the parser below says what
+        pass
 
 
 def _parse_connection(path: str | os.PathLike[str], conn_id: str, value: Any) -> Connection:

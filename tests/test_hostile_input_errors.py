@@ -138,3 +138,43 @@ def test_bundle_run_refuses_a_conf_it_cannot_hand_to_airflow(tmp_path, conf, mes
     )
     assert proc.returncode == 2, proc.stderr
     assert message in one_error_line(proc.stderr)
+
+
+@pytest.mark.parametrize(
+    ("args", "files", "message"),
+    [
+        (
+            ["--vars", "v.json"],
+            {"v.json": r'{"k": "\udc80"}'},
+            "variables file v.json, variable 'k': holds a lone",
+        ),
+        (
+            ["--conns", "c.json"],
+            {"c.json": r'{"db": {"conn_type": "postgres", "password": "x\udc80"}}'},
+            "connections file c.json, connection 'db': holds a lone surrogate (U+DC80)",
+        ),
+        (["--json-report", "a_directory"], {}, "--json-report a_directory is a directory"),
+        (
+            ["--json-report", "missing/r.json"],
+            {},
+            "--json-report missing/r.json: directory missing does not exist",
+        ),
+    ],
+)
+def test_bundle_run_inputs_it_cannot_store_or_write_are_one_error_line(tmp_path, args, files, message):
+    # Each used to end in a Python traceback (SQLite cannot store a lone surrogate; the JSON report
+    # was written to a directory after the whole run).
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    (tmp_path / "a_directory").mkdir()
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("bundle-run")), str(EXAMPLE), *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert message in one_error_line(proc.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a_directory", *files])
