@@ -36,6 +36,9 @@ WAITING_STATES = frozenset({None, "scheduled", "queued"})
 UNSUPPORTED_STATES = frozenset({"awaiting_input"})
 WAITS_FOR_TIME = frozenset({"up_for_retry", "up_for_reschedule"})  # run again at next_retry_at
 LOCAL_BUNDLE_NAME = "bundle-run"
+TiState = Any
+"""A row of ``Store.ti_states`` (an ``sqlite3.Row``: id, task_id, map_index, state, try_number,
+next_retry_at, read by column name)."""
 
 
 class ProgressView(Protocol):
@@ -386,7 +389,7 @@ class DagRunner:
             self.progress.retry_at(name, when)
         self.progress.update(name, state, try_number, duration, note)
 
-    def _expand(self, task: TaskSpec, ti: dict[str, Any]) -> None:
+    def _expand(self, task: TaskSpec, ti: TiState) -> None:
         """Expand a mapped task whose unmapped instance may run (``TaskMap.expand_mapped_task``):
         upstream_failed without a length, skipped for zero, else map indexes 0..n-1."""
         assert task.mapping is not None
@@ -502,7 +505,7 @@ class DagRunner:
         assert ti is not None, (task_id, map_index)
         return ti
 
-    def _poll_trigger(self, task_id: str, ti: dict[str, Any]) -> bool:
+    def _poll_trigger(self, task_id: str, ti: TiState) -> bool:
         """Start a deferred task instance's trigger, or act on its event: resume the same try with
         the new ``next_method`` / ``next_kwargs`` (as the scheduler does after the triggerer), or
         end it in the trigger's state. True when something was done."""
@@ -539,19 +542,17 @@ class DagRunner:
         self._children.adopt()
         return self._children.dag_state_watch(kwargs)
 
-    def _instances_by_task(self) -> dict[str, list[dict[str, Any]]]:
-        """This run's task instances, grouped by task id, each group in map-index order."""
-        by_task: dict[str, list[dict[str, Any]]] = {}
-        for ti in self.store.task_instances(self.dag.dag_id, self.run_id):
+    def _instances_by_task(self) -> dict[str, list[TiState]]:
+        """This run's task instances (``Store.ti_states``), by task id, each group in map-index order."""
+        by_task: dict[str, list[TiState]] = {}
+        for ti in self.store.ti_states(self.dag.dag_id, self.run_id):
             by_task.setdefault(ti["task_id"], []).append(ti)
         for tis in by_task.values():
             if len(tis) > 1:
                 tis.sort(key=lambda ti: ti["map_index"])
         return by_task
 
-    def _instances(
-        self, by_task: dict[str, list[dict[str, Any]]] | None = None
-    ) -> list[tuple[str, dict[str, Any]]]:
+    def _instances(self, by_task: dict[str, list[TiState]] | None = None) -> list[tuple[str, TiState]]:
         """Every selected task instance, in task order then map-index order."""
         if by_task is None:
             by_task = self._instances_by_task()

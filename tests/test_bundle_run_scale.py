@@ -97,6 +97,10 @@ class _Reads(Store):
         self.reads += 1
         return super().task_instances(dag_id, run_id)
 
+    def ti_states(self, dag_id, run_id):
+        self.reads += 1
+        return super().ti_states(dag_id, run_id)
+
 
 def _runner(dag: DagSpec, store: Store) -> DagRunner:
     runner = DagRunner(
