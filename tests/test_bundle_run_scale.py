@@ -67,7 +67,7 @@ def test_heap_order_is_exactly_the_order_defined_before(seed):
     assert dag.topological_order(subset) == reference_order(dag, subset)
 
 
-def _order_seconds(size: int, repeats: int = 3) -> float:
+def _order_seconds(size: int, repeats: int = 5) -> float:
     dag = wide_dag(size)
     best = float("inf")
     for _ in range(repeats):
