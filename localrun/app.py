@@ -83,6 +83,8 @@ def run(options: Options, *, out: TextIO | None = None, err: TextIO | None = Non
     if warning := check_airflow():
         err.write(f"warning: {warning}\n")
 
+    if options.json_report:
+        _check_report_path(options.json_report)
     variables = load_variables(options.vars_file) if options.vars_file else {}
     connections = load_connections(options.conns_file) if options.conns_file else {}
     env_secrets = EnvSecrets.from_environ()
@@ -212,10 +214,24 @@ def _write_outputs(
     out.flush()
     if options.json_report:
         report = json_report(result, store, target=target.describe(), problems=problems, exit_code=code)
-        Path(options.json_report).write_text(
-            json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8"
-        )
+        try:
+            Path(options.json_report).write_text(
+                json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8"
+            )
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write --json-report {options.json_report}: {exc.strerror or exc}"
+            ) from None
     return code
+
+
+def _check_report_path(path: str) -> None:
+    """Refuse a --json-report that cannot be written before anything runs, not after the run."""
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"--json-report {path} is a directory: give a file path")
+    if not target.parent.is_dir():
+        raise UsageError(f"--json-report {path}: directory {target.parent} does not exist")
 
 
 def _choose_dag(spec: dict[str, list[str]], dag_id: str | None, target: BundleTarget) -> str:

@@ -86,8 +86,16 @@ def _conf(_ctx: click.Context, _param: click.Parameter, value: str | None) -> di
         parsed = json.loads(value)
     except ValueError as exc:
         raise click.BadParameter(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise click.BadParameter("not JSON: nested too deeply") from None
     if not isinstance(parsed, dict):
         raise click.BadParameter("must be a JSON object")
+    try:  # Airflow's API reads the run's conf as UTF-8 JSON: a lone surrogate would fail every task
+        json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise click.BadParameter(
+            f"holds a lone surrogate (U+{ord(exc.object[exc.start]):04X}), which is not valid Unicode text"
+        ) from None
     return parsed
 
 
@@ -230,6 +238,9 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug of ours: still one line and a defined status, not a traceback
+        _error(f"internal error: {type(exc).__name__}: {exc} (please report this)")
+        return EXIT_INTERNAL
     return result if isinstance(result, int) else EXIT_INTERNAL
 
 

@@ -10,6 +10,7 @@ the local run honours.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -71,23 +72,26 @@ class DagSpec:
     relative_fileloc: str = ""
 
     def topological_order(self, only: Iterable[str] | None = None) -> list[str]:
-        """Task ids so that every task follows its upstream tasks; ties keep the declared order."""
+        """Task ids so that every task follows its upstream tasks; ties keep the declared order.
+
+        Kahn's algorithm with the ready tasks in a heap keyed by declared position: the next task
+        is always the ready one declared first, the order this method has always defined, in
+        O((N + E) log N) so that a DAG of 10,000 tasks orders in milliseconds.
+        """
         wanted = set(self.tasks) if only is None else set(only)
-        indegree = {
-            t: sum(1 for u in self.tasks[t].upstream if u in wanted) for t in self.tasks if t in wanted
-        }
         declared = [t for t in self.tasks if t in wanted]
+        position = {t: i for i, t in enumerate(declared)}
+        indegree = {t: sum(1 for u in self.tasks[t].upstream if u in wanted) for t in declared}
+        ready = [position[t] for t in declared if indegree[t] == 0]  # ascending: already a heap
         order: list[str] = []
-        ready = [t for t in declared if indegree[t] == 0]
         while ready:
-            current = ready.pop(0)
+            current = declared[heapq.heappop(ready)]
             order.append(current)
             for down in self.tasks[current].downstream:
                 if down in indegree:
                     indegree[down] -= 1
                     if indegree[down] == 0:
-                        ready.append(down)
-            ready.sort(key=declared.index)
+                        heapq.heappush(ready, position[down])
         if len(order) != len(declared):
             cyclic = sorted(set(declared) - set(order))
             raise ValueError(f"DAG {self.dag_id!r} has a cycle through {', '.join(cyclic)}")

@@ -74,8 +74,18 @@ class EnvSecrets:
             try:
                 Connection.from_env_value(suffix.lower(), value)
             except (ValueError, TypeError) as exc:
-                out.append(f"{CONN_ENV_PREFIX}{suffix} is neither a connection URI nor a JSON object: {exc}")
+                out.append(
+                    f"{CONN_ENV_PREFIX}{suffix} is neither a connection URI nor a JSON object: "
+                    f"{_without_prefix(exc, suffix.lower())}"
+                )
         return out
+
+
+def _without_prefix(exc: Exception, conn_id: str) -> str:
+    """``Connection``'s parse error without its ``connection 'id': `` prefix (the caller names it)."""
+    text = str(exc)
+    prefix = f"connection {conn_id!r}: "
+    return text[len(prefix) :] if text.startswith(prefix) else text
 
 
 def connection_fields(conn: Connection) -> dict[str, Any]:
@@ -101,6 +111,7 @@ def load_variables(path: str | os.PathLike[str]) -> dict[str, str | None]:
         if not isinstance(key, str) or not key:
             raise UsageError(f"variables file {path}: keys must be non-empty strings, got {key!r}")
         out[key] = value if value is None or isinstance(value, str) else json.dumps(value)
+        _refuse_lone_surrogates(f"variables file {path}, variable {key!r}", key, value)
     return out
 
 
@@ -113,8 +124,24 @@ def load_connections(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
             raise UsageError(
                 f"connections file {path}: connection ids must be non-empty strings, got {conn_id!r}"
             )
+        _refuse_lone_surrogates(f"connections file {path}, connection {conn_id!r}", conn_id, value)
         out[conn_id] = connection_fields(_parse_connection(path, conn_id, value))
     return out
+
+
+def _refuse_lone_surrogates(where: str, *values: Any) -> None:
+    """A ``\\udcXX`` escape in a JSON or YAML file decodes to a lone surrogate, which SQLite and the
+    Execution API (UTF-8) cannot carry: say so here, not with a traceback later. The message never
+    quotes the value (it may be a password)."""
+    try:
+        json.dumps(values, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(exc.object[exc.start])
+        raise UsageError(
+            f"{where}: holds a lone surrogate (U+{code:04X}), which is not valid Unicode text"
+        ) from None
+    except (TypeError, ValueError):  # not JSON-shaped (e.g. a YAML date): the parser below says what
+        pass
 
 
 def _parse_connection(path: str | os.PathLike[str], conn_id: str, value: Any) -> Connection:
@@ -122,8 +149,8 @@ def _parse_connection(path: str | os.PathLike[str], conn_id: str, value: Any) ->
     if isinstance(value, str):
         try:
             return Connection.from_uri(conn_id, value)
-        except ValueError as exc:
-            raise UsageError(f"{where}: {exc}") from None
+        except ValueError as exc:  # names what is wrong, never the URI (its password)
+            raise UsageError(f"{where}: {_without_prefix(exc, conn_id)}") from None
     if not isinstance(value, Mapping):
         raise UsageError(f"{where}: expected a URI string or a mapping of {', '.join(CONNECTION_FIELDS)}")
     unknown = sorted(set(value) - set(CONNECTION_FIELDS) - {"conn_id"})

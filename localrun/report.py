@@ -22,9 +22,12 @@ XCOM_WIDTH = 400
 def task_rows(result: RunResult, store: Store) -> list[dict[str, Any]]:
     """One row per task: final state, tries used/allowed, duration of the last try, notes."""
     rows = []
+    tries_of: dict[tuple[str, int], list[TryRecord]] = {}
+    for record in result.tries:
+        tries_of.setdefault((record.task_id, record.map_index), []).append(record)
     for task_id, ti in _instances(result, store):
         map_index = ti.get("map_index", -1)
-        tries = [t for t in result.tries if t.task_id == task_id and t.map_index == map_index]
+        tries = tries_of.get((task_id, map_index), [])
         notes = [
             f"try {t.try_number}: {t.state}" + (f" ({_first_line(t.note)})" if t.note else "")
             for t in tries[:-1]
@@ -51,11 +54,12 @@ def task_rows(result: RunResult, store: Store) -> list[dict[str, Any]]:
 
 def _instances(result: RunResult, store: Store) -> list[tuple[str, dict[str, Any]]]:
     """Each selected task's instances by map index (one for a task that is not mapped)."""
-    tis = sorted(store.task_instances(result.dag_id, result.run_id), key=lambda ti: ti["map_index"])
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for ti in sorted(store.task_instances(result.dag_id, result.run_id), key=lambda ti: ti["map_index"]):
+        by_task.setdefault(ti["task_id"], []).append(ti)
     out: list[tuple[str, dict[str, Any]]] = []
     for task_id in result.task_ids:
-        mine = [ti for ti in tis if ti["task_id"] == task_id]
-        out.extend((task_id, ti) for ti in mine or [{}])
+        out.extend((task_id, ti) for ti in by_task.get(task_id) or [{}])
     return out
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,18 @@ class Store:
                 f"--state {path} was written by a different bundle-run (state schema {row['value']}, "
                 f"this one uses {SCHEMA_VERSION}); use another file"
             )
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes into one commit (each statement commits on its own otherwise): creating a
+        run's 10,000 task instances one commit each takes seconds on a ``--state`` file."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def close(self) -> None:
         """Close the database (a ``--state`` file is complete on disk after every write)."""
@@ -266,6 +279,16 @@ class Store:
             "next_retry_at = NULL, note = NULL WHERE id = ?",
             (ti_id,),
         )
+
+    def ti_states(self, dag_id: str, run_id: str) -> list[sqlite3.Row]:
+        """What the runner's every step reads of a run: each task instance's id, task id, map index,
+        state, try number and retry time (rows indexed by column name). A third of the cost of
+        :meth:`task_instances`, which builds a dict of every column: ~15 ms for 10,000 tasks."""
+        return self.db.execute(
+            "SELECT id, task_id, map_index, state, try_number, next_retry_at FROM task_instances "
+            "WHERE dag_id = ? AND run_id = ?",
+            (dag_id, run_id),
+        ).fetchall()
 
     def task_instances(self, dag_id: str, run_id: str | None = None) -> list[dict[str, Any]]:
         if run_id is None:

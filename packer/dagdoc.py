@@ -22,10 +22,13 @@ import stat
 import sys
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bundle.core.provider import unicode_problem
 
 from . import PackError
 from .inspect_ import MAX_ENTRY_BYTES, MAX_TOTAL_BYTES, MAX_ZIP_ENTRIES, load_bundle
@@ -140,6 +143,9 @@ def _run(
 
 def bundle_document(name: str, version: str | None, dags: Sequence[Mapping[str, Any]]) -> BundleDocument:
     """A :class:`BundleDocument` from ``dag_file_document``'s output (run here or in the bundle)."""
+    for field_name, value in (("name", name), ("version", version)):
+        if isinstance(value, str) and (problem := unicode_problem(value)):
+            raise PackError(f"the bundle's {field_name} {value!r} {problem}")
     return BundleDocument(
         name=str(name),
         version=version,
@@ -194,13 +200,33 @@ def _unpack(payload: zipfile.ZipFile, into: Path, path: str) -> None:
     if len(infos) > MAX_ZIP_ENTRIES * 10 or sum(info.file_size for info in infos) > MAX_TOTAL_BYTES:
         raise PackError(f"{path}: the bundle's runtime archive is implausibly large")
     for info in infos:
-        parts = info.filename.split("/")
-        if info.filename.startswith("/") or any(part in ("", ".", "..") for part in parts[:-1]):
+        if not _safe_entry_name(info.filename):
             raise PackError(f"{path}: unsafe entry name {info.filename!r} in the runtime archive")
         if info.is_dir():
             continue
-        if stat.S_IFMT(info.external_attr >> 16) not in (0, stat.S_IFREG) or not parts[-1]:
+        if stat.S_IFMT(info.external_attr >> 16) not in (0, stat.S_IFREG):
             raise PackError(f"{path}: entry {info.filename!r} of the runtime archive is not a regular file")
-        target = into.joinpath(*parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(payload.read(info))
+        target = into.joinpath(*info.filename.split("/"))
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("xb") as out:  # a second entry of the same name is refused, not merged
+                out.write(payload.read(info))
+        except (OSError, zipfile.BadZipFile, NotImplementedError, EOFError, zlib.error) as exc:
+            reason = (
+                exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
+            )
+            raise PackError(
+                f"{path}: cannot unpack entry {info.filename!r} of the runtime archive ({reason})"
+            ) from None
+
+
+def _safe_entry_name(name: str) -> bool:
+    """A relative POSIX path of plain components: no absolute path, no '', '.' or '..' component
+    (a directory entry's trailing '/' aside), no backslash or NUL (a Windows separator, or a name
+    that means something else to another reader), nothing a later join could resolve outside."""
+    if not name or name.startswith("/") or "\\" in name or "\x00" in name:
+        return False
+    parts = name.split("/")
+    if name.endswith("/"):
+        parts = parts[:-1]
+    return bool(parts) and all(part not in ("", ".", "..") for part in parts)

@@ -20,7 +20,7 @@ def test_quick_benchmark_run_produces_every_figure():
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     figures = {row["figure"].split()[0] for row in report["rows"]}
-    assert figures == {"1", "2", "3", "4", "5", "6", "7", "8", "10", "11"}
+    assert figures == {"1", "2", "3", "4", "5", "6", "7", "8", "10", "11", "12"}
     subjects = {row["subject"] for row in report["rows"]}
     assert {"packed executable, warm cache", "packed executable, first run"} <= subjects
     assert [row["figure"] for row in report["rows"]] == sorted(
@@ -51,6 +51,12 @@ def test_quick_benchmark_run_produces_every_figure():
         "SucceedTask": 1,
     }
     assert mapped["reduce of 1,000 results"]["GetXComSequenceSlice"] == 1
+    [setup] = [row for row in report["rows"] if row["figure"] == "12 bundle-run set-up"]
+    assert (
+        setup["subject"] == "bundle-run set-up, 10,000 tasks"
+        and setup["baseline"] == "bundle-run set-up, 1,000 tasks"
+    )
+    assert set(setup["extra"]["seconds"]) == {"1000", "10000"} and setup["target"] == "<= 20"
     for row in report["rows"]:
         assert row["value"] > 0, row
         if row["baseline"]:

@@ -191,9 +191,9 @@ def test_environment_secrets_are_looked_up_like_airflow():
     assert env.connection("db")["password"] == "pw"
     assert env.connection("bad") is None
     assert env.problems() == [
-        "AIRFLOW_CONN_BAD is neither a connection URI nor a JSON object: "
-        "connection 'bad': 'nonsense' is not a connection URI"
-    ]
+        "AIRFLOW_CONN_BAD is neither a connection URI nor a JSON object: the value is not a connection "
+        "URI (it needs a scheme, the connection type, as in 'postgres://login:password@host:5432/schema')"
+    ]  # never the value itself: it may hold a password (tests/test_connection_secrets.py)
 
 
 # -- target -----------------------------------------------------------------------------------------

@@ -15,6 +15,11 @@ if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotat
     from typing import Any
 
 
+_ENCODE_HINT = (
+    " (a ':', '/', '?', '#', '@' or '[' in the login or password must be percent-encoded, e.g. '/' as %2F)"
+)
+
+
 class Connection(Record):
     conn_id: str
     conn_type: str | None = None
@@ -70,11 +75,26 @@ class Connection(Record):
 
     @classmethod
     def from_uri(cls, conn_id: str, uri: str) -> Connection:
+        """Parse a connection URI. A malformed one raises :class:`ValueError` naming the connection
+        and what is wrong, never the URI or a part of it: its userinfo holds the password, and the
+        message ends up in warnings, errors and task logs before any mask knows the password."""
         from urllib.parse import parse_qsl, unquote, urlsplit
 
-        parts = urlsplit(uri)
+        try:
+            parts = urlsplit(uri)
+        except ValueError:  # e.g. an unbalanced '[' or a netloc that changes under NFKC
+            raise ValueError(f"connection {conn_id!r}: the value is not a valid URI{_ENCODE_HINT}") from None
         if not parts.scheme:
-            raise ValueError(f"connection {conn_id!r}: {uri!r} is not a connection URI")
+            raise ValueError(
+                f"connection {conn_id!r}: the value is not a connection URI (it needs a scheme, the "
+                "connection type, as in 'postgres://login:password@host:5432/schema')"
+            )
+        try:
+            port = parts.port
+        except ValueError:  # Python's message quotes the "port": often the rest of a password
+            raise ValueError(
+                f"connection {conn_id!r}: the URI's port is not a number from 0 to 65535{_ENCODE_HINT}"
+            ) from None
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         extra: str | None
         if "__extra__" in query:
@@ -88,7 +108,7 @@ class Connection(Record):
             schema=unquote(parts.path.lstrip("/")) or None,
             login=unquote(parts.username) if parts.username is not None else None,
             password=unquote(parts.password) if parts.password is not None else None,
-            port=parts.port,
+            port=port,
             extra=extra,
         )
 
@@ -99,6 +119,10 @@ class Connection(Record):
         if isinstance(extra, dict):
             extra = json.dumps(extra)
         port = data.get("port")
+        try:
+            port = int(port) if port not in (None, "") else None
+        except (TypeError, ValueError):
+            raise ValueError(f"connection {conn_id!r}: the port is not an integer") from None
         return cls(
             conn_id=data.get("conn_id") or conn_id,
             conn_type=data.get("conn_type"),
@@ -106,7 +130,7 @@ class Connection(Record):
             schema=data.get("schema"),
             login=data.get("login"),
             password=data.get("password"),
-            port=int(port) if port not in (None, "") else None,
+            port=port,
             extra=extra,
             description=data.get("description"),
         )
@@ -116,5 +140,16 @@ class Connection(Record):
         """Parse an ``AIRFLOW_CONN_<ID>`` value: a JSON object or a URI."""
         text = value.strip()
         if text.startswith("{"):
-            return cls.from_mapping(conn_id, json.loads(text))
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:  # its msg and position only: never the document
+                raise ValueError(
+                    f"connection {conn_id!r}: the value is not valid JSON ({exc.msg}: line {exc.lineno}, "
+                    f"column {exc.colno})"
+                ) from None
+            except RecursionError:
+                raise ValueError(f"connection {conn_id!r}: the value is JSON nested too deeply") from None
+            if not isinstance(data, dict):
+                raise ValueError(f"connection {conn_id!r}: the value is not a JSON object")
+            return cls.from_mapping(conn_id, data)
         return cls.from_uri(conn_id, text)

@@ -21,6 +21,19 @@ else:
     Protocol = object  # a plain class at run time: typing costs every start milliseconds
 
 
+def unicode_problem(text: str) -> str | None:
+    """Why ``text`` cannot be written as UTF-8 (a lone surrogate, e.g. from a mis-decoded byte),
+    or None. The name and version end up in manifests, DAG files and logs, which are UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"contains a lone surrogate (U+{ord(text[exc.start]):04X} at position {exc.start}), "
+            "which is not valid Unicode text"
+        )
+    return None
+
+
 class BundleProvider(Protocol):
     def get_bundle_version(self) -> BundleInfo: ...
 
@@ -37,8 +50,12 @@ class Bundle:
     def __init__(self, name: str, version: str | None = None, *, queue: str | None = None):
         if not isinstance(name, str) or not name:
             raise RegistrationError("a bundle needs a non-empty name")
+        if problem := unicode_problem(name):
+            raise RegistrationError(f"bundle name {name!r}: {problem}")
         if version is not None and not isinstance(version, str):
             raise RegistrationError(f"bundle {name!r}: version must be a str or None")
+        if version is not None and (problem := unicode_problem(version)):
+            raise RegistrationError(f"bundle {name!r}: version {version!r}: {problem}")
         self.name = name
         self.version = version
         self.registry = Registry(default_queue=queue)
