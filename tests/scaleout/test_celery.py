@@ -159,7 +159,11 @@ def test_api_server_restart_mid_run_is_survived_like_a_python_task(fanout: Celer
 
     A task whose *start* falls into the outage (the supervisor's ``/run`` call, retried for about
     5 s) fails that try before any task code runs, whatever its kind (the released supervisor's
-    rule), and its retry succeeds: every task still ends in success."""
+    rule), and its retry succeeds: every task still ends in success.
+
+    On a loaded machine the restart itself can take long enough (13 s seen) for a running task's
+    supervisor to give up too; the released supervisor decides that for both kinds alike, so the
+    assertion is that the bundle task needs no more tries than the Python task beside it."""
     run_id = fanout.trigger_run("fanout", conf={"sleep": 20, "sleepers": ["bundle_0", "python_0"]})
     _wait_running(fanout, run_id, "bundle_0")
     _wait_running(fanout, run_id, "python_0")
@@ -170,8 +174,8 @@ def test_api_server_restart_mid_run_is_survived_like_a_python_task(fanout: Celer
     print(f"\napi-server down and back in {time.monotonic() - down:.1f} s")
     final = _final(fanout, run_id)
     print(f"api-server restart: {final}")
-    assert final["bundle_0"] == final["python_0"] == ("success", 1), final
     assert {state for state, _ in final.values()} == {"success"}, final
+    assert final["bundle_0"][1] <= final["python_0"][1], final
 
 
 def test_sigkill_of_the_bundle_worker_mid_task_retries_like_a_python_task(fanout: CeleryDeployment) -> None:
