@@ -59,8 +59,10 @@ def test_bundle_pack_refuses_a_surrogate_name_in_one_line(tmp_path, command):
         ]
     )
     result = bundle_pack(*args, cwd=tmp_path, env=clean_env())
-    assert result.returncode == 1, result.stderr
-    line = one_error_line(result.stderr) if command == "dag-file" else result.stderr
+    assert result.returncode == (2 if command == "dag-file" else 1), (
+        result.stderr
+    )  # dag-file: 1 is "out of step"
+    line = one_error_line(result.stderr)
     assert "bundle name 'a\\udc80': contains a lone surrogate (U+DC80" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sur.py"]
 
@@ -102,7 +104,7 @@ def test_dag_file_on_a_packed_bundle_with_a_hostile_entry_is_one_error(
         cwd=tmp_path,
         env=clean_env(TMPDIR=str(scratch)),
     )
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr  # dag-file: every error is 2
     assert message in one_error_line(result.stderr)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hostile", "tmp"]
     assert list(scratch.iterdir()) == []  # the private extraction directory is gone too
@@ -114,7 +116,7 @@ def test_dag_file_on_a_packed_bundle_with_a_file_over_a_directory_is_one_error(g
     result = bundle_pack(
         "dag-file", str(bundle), "--output", str(tmp_path / "out.py"), cwd=tmp_path, env=clean_env()
     )
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr
     assert "cannot unpack entry 'lib/x.py' of the runtime archive" in one_error_line(result.stderr)
 
 

@@ -19,14 +19,14 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.packer.support import EXAMPLE, bundle_pack, clean_env
+from tests.peers.second_user import NOBODY, as_user
 
-NOBODY = 65534
 SECRET = "s3cr3t-from-the-callers-environment"
 
 
@@ -62,25 +62,6 @@ def one_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
-
-
-def as_user(uid: int, action: Callable[[], None]) -> int:
-    """Run ``action`` in a child that is ``uid``; 0 if it succeeded, else the errno it failed with."""
-    pid = os.fork()
-    if pid == 0:
-        code = 99
-        try:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            action()
-            code = 0
-        except OSError as exc:
-            code = exc.errno or 98
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
 
 
 @pytest.fixture

@@ -37,9 +37,9 @@ pytest.importorskip("airflow.api_fastapi.execution_api.datamodels")
 
 from bundle.plugin.settings import DEFAULT_MAX_RECEIVE_BYTES, MAX_RECEIVE_KEY, env_key
 from tests.harness.execution_api import FakeExecutionAPI
+from tests.peers.second_user import NOBODY, as_user
 
 RUN_ID = "manual__2026-01-01T00:00:00+00:00"
-NOBODY = 65534
 PASSWORD = "hunter22-conn-password"
 SECRET_VARIABLE = "s3cr3t-warehouse-token"
 
@@ -161,23 +161,7 @@ def test_task_log_file_keeps_every_path_inside_the_folder(tmp_path):
 # -- who can connect -------------------------------------------------------------------------------
 def connect_as(uid: int, path: str) -> int:
     """Connect to the Unix socket ``path`` from a child running as ``uid``; 0 or the errno."""
-    pid = os.fork()
-    if pid == 0:  # the child: no Python-level cleanup, only an exit status
-        code = 99
-        try:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.connect(path)
-                code = 0
-            except OSError as exc:
-                code = exc.errno or 98
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
+    return as_user(uid, lambda: socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).connect(path))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as a second user")
