@@ -49,6 +49,7 @@ from .dagfile_mapping import UNSERIALIZED as MAPPED_UNSERIALIZED
 from .dagfile_mapping import MappedStub, reference_source, with_references
 from .dagfile_mapping import read as read_mapped
 from .dagfile_safety import FILE_NAMES, audit, comment_text, docstring_text, refuse_unwritable_text
+from .dagfile_sensors import SENSOR_HELPER
 from .pysource import (
     INDENT,
     Code,
@@ -159,22 +160,6 @@ _TIMETABLES = "airflow.timetables."
 # from the stub's annotation, False here), so default_args never supply them to a stub.
 _STUB_EXPLICIT = frozenset({"queue", "executor", "multiple_outputs"})
 
-
-# A bundle sensor is a @task.stub too (the bundle pokes and sends RescheduleTask itself); what the
-# scheduler reads is what core serializes for every sensor: _is_sensor (ReadyToRescheduleDep joins
-# the task's deps) and reschedule (that dep reads it for a task in state None). A stub's class does
-# not serialize either, so the helper adds them to the operator's serialized fields.
-SENSOR_HELPER = [
-    "",
-    "def _sensor(stub, *, reschedule):",
-    '    """Declare a bundle sensor the way core serializes a sensor (``_is_sensor``, ``reschedule``)."""',
-    "    operator = stub.operator",
-    "    operator._is_sensor, operator.reschedule = True, reschedule",
-    '    fields = type(operator).get_serialized_fields() | {"_is_sensor", "reschedule"}',
-    "    operator.get_serialized_fields = lambda: fields",
-    "",
-    "",
-]
 
 # Task keys the file writes after the stubs (edges, the SkipMixin flag, the sensor flags).
 _WRITTEN_AFTER_THE_STUB = frozenset(

@@ -24,7 +24,7 @@ IMPORTS = {
     "zoneinfo": frozenset({"ZoneInfo"}),
     "airflow.sdk": frozenset({"DAG", "Asset", "AssetAll", "AssetAny", "Param", "TaskGroup", "task"}),
 }
-# The module-level helpers the file may define (packer.dagfile.SENSOR_HELPER, dagfile_callbacks).
+# The module-level helpers the file may define (packer.dagfile_sensors, packer.dagfile_callbacks).
 HELPERS = frozenset(
     {"_sensor", "_bundle_dag_callback", "_bundle_executable", "_callback_request", "_run_bundle_dag_callback"}
 )
@@ -126,8 +126,8 @@ class _Unexpected(Exception):
 
 @functools.cache
 def _helper_dumps() -> dict[str, str]:
-    from .dagfile import SENSOR_HELPER
     from .dagfile_callbacks import HELPER
+    from .dagfile_sensors import SENSOR_HELPER
 
     dumps = {}
     for node in ast.parse("\n".join(SENSOR_HELPER + HELPER)).body:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import dataclasses
 import logging
 import os
 import subprocess
@@ -296,8 +297,9 @@ def test_exit_statuses(tmp_path: Path) -> None:
 
 
 def test_lone_surrogates_are_refused_in_one_line(tmp_path: Path) -> None:
+    forged = dataclasses.replace(document_of(one_task_bundle()), name="b\ud800")  # Bundle() refuses it
     with pytest.raises(DagFileError, match=r"lone surrogate \(U\+D800\)"):
-        render(document_of(one_task_bundle("b\ud800")), "cmd")
+        render(forged, "cmd")
     with pytest.raises(DagFileError, match=r"lone surrogate \(U\+DFFF\)"):
         render(document_of(one_task_bundle(description="x\udfff")), "cmd")
     target = tmp_path / "b.py"
@@ -560,8 +562,8 @@ def allowed_tree(tree: ast.Module) -> None:
     """Fail unless ``tree`` is a docstring, the known imports, the known helpers (by name), and
     ``with`` blocks of ``@task.stub`` functions, assignments of stub calls, sensor / skip flags and
     ``>>`` / ``<<``; every call's target one of the generator's; no bound name reserved."""
-    from packer.dagfile import SENSOR_HELPER
     from packer.dagfile_callbacks import HELPER
+    from packer.dagfile_sensors import SENSOR_HELPER
 
     helper_source = {node.name: ast.dump(node) for node in ast.parse("\n".join(SENSOR_HELPER + HELPER)).body}
     body = tree.body
