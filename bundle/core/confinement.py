@@ -27,6 +27,12 @@ and it leaves with ``os._exit`` (no atexit hooks, no flushing of the runtime's o
 GC is off in the child (it would finalise objects of the runtime's threads), and go-plugin mode
 turns gRPC's fork handlers off (they restarted its event engine in the child, which then aborted).
 
+Two more walls, so that the proxy stays the only way: in go-plugin mode the child is forked from
+the zygote (``bundle.core.zygote``), which never held a task's token, rather than from the plugin;
+and before the callback runs the child puts itself in a Landlock domain of its own
+(``bundle.core.landlock``), which keeps it out of its ancestors' memory and descriptors (and, with
+Landlock ABI 6+, their signals). Where Landlock is unavailable the child logs which route stays open.
+
 The bound: at the deadline the parent sends ``SIGUSR1`` (the child's handler sends the stack the
 callback is in), waits ``STACK_GRACE_SECONDS`` for it, then kills the child's process group.
 

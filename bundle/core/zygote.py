@@ -81,24 +81,23 @@ class Zygote:
     def __init__(self, pid: int | None, sock: socket.socket | None) -> None:
         self.pid, self._sock = pid, sock
         self._lock = threading.Lock()
+        self._gone = "the callback process server did not start" if sock is None else ""
 
     def spawn(self, spec: bytes, fds: list[int], timeout: float) -> tuple[int, int]:
         """Fork a callback process that runs ``spec`` with ``fds``; its (pid, pidfd)."""
         with self._lock:
             sock = self._sock
             if sock is None:
-                raise ZygoteGone("the callback process server did not start")
+                raise ZygoteGone(self._gone)
             try:
                 sock.settimeout(timeout)
                 socket.send_fds(sock, [_HEADER.pack(len(spec))], fds)
                 sock.sendall(spec)
                 data, received, _flags, _addr = socket.recv_fds(sock, 4096, 1)
             except (OSError, ValueError) as exc:
-                self._broken()
-                raise ZygoteGone(f"the callback process server is gone ({exc})") from None
+                raise ZygoteGone(self._broken(f"the callback process server is gone ({exc})")) from None
             if len(data) < _REPLY.size:
-                self._broken()
-                raise ZygoteGone("the callback process server is gone")
+                raise ZygoteGone(self._broken("the callback process server is gone"))
             (pid,) = _REPLY.unpack_from(data)
             if pid <= 0 or len(received) != 1:
                 for fd in received:
@@ -106,11 +105,13 @@ class Zygote:
                 raise ZygoteGone(data[_REPLY.size :].decode("utf-8", "replace") or "it did not say why")
             return pid, received[0]
 
-    def _broken(self) -> None:
+    def _broken(self, why: str = "the callback process server was stopped") -> str:
         """A half-done exchange leaves the stream out of step: never use it again."""
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+            self._gone = why
+        return self._gone
 
 
 # -- the zygote --------------------------------------------------------------------------------------
@@ -164,6 +165,8 @@ def _zygote_main(sock: socket.socket, provider: BundleProvider, parent: int) -> 
 def _preload() -> None:
     """What every callback process needs, imported once here rather than in each of them."""
     import ctypes  # noqa: F401
+    import json  # noqa: F401
+    import pickle  # noqa: F401
 
     import msgpack  # noqa: F401
 
