@@ -224,7 +224,7 @@ def ancestor_routes(attempt) -> None:
         def getfd(pid=pid) -> None:
             pidfd = os.pidfd_open(pid)
             try:
-                copied = [fd for fd in numbers if _getfd(libc, pidfd, fd) >= 0]
+                copied = [copy for copy in (_getfd(libc, pidfd, fd) for fd in numbers) if copy >= 0]
             finally:
                 os.close(pidfd)
             for fd in copied:
