@@ -159,3 +159,29 @@ def test_the_zygote_dies_with_the_process_that_started_it(tmp_path):
         time.sleep(0.02)
     else:
         pytest.fail("the zygote outlived the process that started it")
+
+
+class TokenTransport:
+    """Picklable on purpose: only the refusal keeps its token out of the spec."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, body: dict) -> dict:
+        return {"type": "VariableResult", "key": body["key"], "value": "v"}
+
+
+def test_the_runtimes_client_never_travels_to_a_callbacks_process():
+    from bundle.core.callbacks import CallbackContext, callback_spec
+
+    ti = TaskInstanceInfo("zygote_dag", "run_1", "probe")
+    client = MessageClient(TokenTransport(SECRET), ti)
+    context = Context(ti, DagRunInfo("zygote_dag", "run_1"))
+    context.params = {"where": "here", "client": client}  # a client hidden in the data
+    context._assets = [client]  # the asset accessors hold the runtime's client
+    task = bundle.registry.lookup_task("zygote_dag", "probe")
+    spec = callback_spec(
+        task, "on_failure_callback", 0, CallbackContext(context, "on_failure_callback", None), "x"
+    )
+    assert SECRET.encode() not in spec
+    assert b"TokenTransport" not in spec

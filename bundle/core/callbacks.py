@@ -335,20 +335,21 @@ def _stack_of(thread: threading.Thread) -> str:
 # -- a callback as data (go-plugin mode: the zygote's children, bundle.core.zygote) -----------------
 def callback_spec(task: Task, kind: str, index: int, context: CallbackContext, label: str) -> bytes:
     """Which callback of which task to run, with its context, pickled for a process forked from
-    the zygote. Each context field that cannot be pickled arrives as ``None``; the exception, if it
-    cannot be, as a stand-in ``Exception`` with the same type name and text (and no traceback)."""
+    the zygote. Only the context's data fields are sent (never the runtime's ``Client``, which
+    the asset accessors hold: ``_dumps`` refuses one anywhere); each that cannot be pickled
+    arrives as ``None``; ``map_label`` as its ``text`` only; the exception, if it cannot be
+    pickled, as a stand-in ``Exception`` with the same type name and text (and no traceback)."""
     import pickle
 
     fields = {}
-    for cls in type(context).__mro__:
-        for name in getattr(cls, "__slots__", ()):
-            if name in ("exception", "cancelled") or not hasattr(context, name):
-                continue
-            value = getattr(context, name)
-            try:
-                fields[name] = _dumps(value)
-            except Exception:
-                fields[name] = _dumps(None)
+    for name in _SENT_FIELDS:
+        value = getattr(context, name, None)
+        if name == "map_label" and value is not None:
+            value = SentLabel(getattr(value, "text", None))
+        try:
+            fields[name] = _dumps(value)
+        except Exception:
+            fields[name] = _dumps(None)
     exception = context.exception
     try:
         pickled_exception = _dumps(exception)
@@ -377,6 +378,22 @@ def callback_spec(task: Task, kind: str, index: int, context: CallbackContext, l
     )
 
 
+# The Context's data: what a callback reads. Not ``_assets`` (it holds the runtime's client).
+_SENT_FIELDS = ("ti", "dag_run", "params", "should_retry", "task_reschedule_count", "map_label")
+
+
+class SentLabel:
+    """``ctx.map_label`` in a zygote's child: the rendered ``map_index_template`` (``text``) only."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str | None) -> None:
+        self.text = text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return SentLabel, (self.text,)
+
+
 def spec_invoker(spec: bytes, registry: Any) -> tuple[Callable[[Client], Any], Any, str, str]:
     """In the zygote's child: what ``callback_spec`` described, as ``(invoke, ti, what, label)``."""
     import pickle
@@ -393,6 +410,7 @@ def spec_invoker(spec: bytes, registry: Any) -> tuple[Callable[[Client], Any], A
             raise LookupError(f"task {described['dag_id']}.{described['task_id']} is not registered here")
         fn = task.effective_options[described["kind"]][described["index"]]
         context = object.__new__(CallbackContext)
+        context._assets = None  # made on first use, with this process's client
         for name, value in described["fields"].items():
             object.__setattr__(context, name, pickle.loads(value))
         context.cancelled = threading.Event()
@@ -427,8 +445,12 @@ def _dumps(value: Any) -> bytes:
     import pickle
     from types import MappingProxyType
 
+    from .client import MessageClient
+
     class Pickler(pickle.Pickler):
         def reducer_override(self, obj: Any) -> Any:
+            if isinstance(obj, MessageClient):  # its transport holds the task's token
+                raise TypeError("the runtime's client is never sent to a callback's process")
             if type(obj) is MappingProxyType:
                 return _read_only, (dict(obj),)
             if isinstance(obj, threading.Event):
