@@ -57,6 +57,16 @@ def probe() -> None:
     return None
 
 
+def sleeps(ctx: Context) -> None:
+    log.info("sleeps starts")
+    time.sleep(60)
+
+
+@dag.task(on_success_callback=[sleeps, seen])
+def hangs() -> None:
+    return None
+
+
 class Recorder(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
@@ -93,12 +103,12 @@ def started():
         pass
 
 
-def client_and_context(sent: list[dict]) -> tuple[MessageClient, Context]:
+def client_and_context(sent: list[dict], task_id: str = "probe") -> tuple[MessageClient, Context]:
     def transport(body: dict) -> dict:
         sent.append(body)
         return {"type": "VariableResult", "key": body["key"], "value": "from-runtime"}
 
-    ti = TaskInstanceInfo("zygote_dag", "run_1", "probe")
+    ti = TaskInstanceInfo("zygote_dag", "run_1", task_id)
     context = Context(ti, DagRunInfo("zygote_dag", "run_1", conf=MappingProxyType({"a": 1})))
     context.cancelled.set()
     return MessageClient(transport, ti), context
@@ -185,3 +195,17 @@ def test_the_runtimes_client_never_travels_to_a_callbacks_process():
     )
     assert SECRET.encode() not in spec
     assert b"TokenTransport" not in spec
+
+
+def test_a_hung_callback_of_the_zygote_is_killed_at_the_bound(started, recorder, monkeypatch):
+    monkeypatch.setenv("PYBUNDLE_CALLBACK_TIMEOUT_SECONDS", "0.5")
+    sent: list[dict] = []
+    client, context = client_and_context(sent, "hangs")
+    task = bundle.registry.lookup_task("zygote_dag", "hangs")
+    began = time.monotonic()
+    run_callbacks(task, "on_success_callback", context, client, None)
+    assert time.monotonic() - began < 5
+    [cut] = [e for e in recorder.events if "did not finish within 0.5 s" in e]
+    assert "killed it" in cut and "time.sleep(60)" in cut, cut
+    assert "sleeps starts" in recorder.events
+    assert len(sent) == 1  # the next callback still ran
