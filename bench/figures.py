@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .measure import (
@@ -367,8 +369,27 @@ def _callback_interval(callbacks: int) -> Sample:
 def callback_cost(runs: int, callbacks: int) -> list[Row]:
     """Figure 11: what each task callback costs now that it runs in a process of its own behind
     the runtime's proxy (bundle.core.confinement); a task without callbacks pays none of it."""
-    series = alternate(runs, {"task callback in its own process": lambda: _callback_interval(callbacks)})
-    [subject] = series.values()
-    row = Row("11 callback cost", subject.name, subject.median * 1000, "ms/callback")
-    row.extra = {"callbacks_per_task": callbacks, "runs": runs}
-    return [row]
+    series = alternate(
+        runs,
+        {
+            "task callback in its own process": lambda: _callback_interval(callbacks),
+            "go-plugin: forked from the zygote": lambda: _zygote_interval(callbacks),
+        },
+    )
+    rows = []
+    for subject in series.values():
+        row = Row("11 callback cost", subject.name, subject.median * 1000, "ms/callback")
+        row.extra = {"callbacks_per_task": callbacks, "runs": runs}
+        rows.append(row)
+    return rows
+
+
+def _zygote_interval(callbacks: int) -> Sample:
+    """The same in go-plugin mode: each callback forked from the zygote (bench/zygote_callbacks.py)."""
+    env = subject_env({"BENCH_CALLBACKS": str(max(callbacks, 2))})
+    script = Path(__file__).with_name("zygote_callbacks.py")
+    proc = subprocess.run([PYTHON, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    result = json.loads(proc.stdout or "{}")
+    if proc.returncode != 0 or "interval" not in result:
+        raise RuntimeError(f"zygote callbacks: exit {proc.returncode}, {result or proc.stderr[-500:]}")
+    return Sample(result["interval"])

@@ -337,6 +337,7 @@ def test_go_plugin_mode_runs_callbacks_after_the_state_update(tmp_path: Path, ma
             task_id="fails",
             bundle_name="callback_tests",
             log_path=log_path,
+            token=TOKEN,
         )
         _, error, _ = run_plugin(env, request, argv=bundle_command(BUNDLE))
     assert error is None
@@ -388,14 +389,37 @@ def test_a_callback_cannot_get_write_access_back_by_any_route():
     assert [key[3] for key in run.api.xcoms] == ["return_value"]
     assert "callback escalate read var=from-airflow" in run.events(logger="callback_tests")
     assert call_index(run, "GET", "/variables/cb_seen")
+    # The OS routes to the runtime (parent) and the supervisor (grandparent): Landlock.
+    assert_ancestors_out_of_reach(escapes)
+    assert not [e for e in run.events() if "Confinement of" in e], run.events()
+
+
+def assert_ancestors_out_of_reach(escapes: dict[str, str]) -> None:
+    """A callback cannot copy its ancestors' descriptors, read their memory or (Landlock ABI 6+)
+    signal them; it still writes files, connects over TCP and runs programs."""
+    from bundle.core import landlock
+
+    assert int(escapes.pop("parent-fd-count")) > 3, escapes
+    for who in ("parent", "grandparent"):
+        assert escapes.pop(f"pidfd_getfd-{who}") == "failed PermissionError", (who, escapes)
+        assert escapes.pop(f"proc-mem-{who}") == "failed PermissionError", (who, escapes)
+        assert escapes.pop(f"process_vm_readv-{who}") == "failed PermissionError", (who, escapes)
+        signalled = "failed PermissionError" if landlock.abi() >= 6 else "ALLOWED"
+        assert escapes.pop(f"signal-{who}") == signalled, (who, escapes)
+        assert escapes.pop(f"sigcont-{who}") == signalled, (who, escapes)
+    for work in ("files", "tcp", "program"):
+        assert escapes.pop(f"ordinary-{work}") == "ALLOWED", escapes
+
+
+TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.workload-token-for-the-memory-route.c2lnbmF0dXJl"
 
 
 def test_go_plugin_mode_confines_callbacks_too(tmp_path: Path):
     """go-plugin mode runs the same callbacks behind the same proxy: ``restricted(TASK)``, the
     private ``_transport`` and raw writes to every inherited descriptor are refused, nothing is
-    written, and the callback's read still reaches the Execution API. (Not covered, and documented
-    in docs/access-levels.md: the forked process is a copy of the plugin's memory, which holds the
-    task's Execution API token; code that digs the runtime's client out of memory can still use it.)"""
+    written, and the callback's read still reaches the Execution API. The callback's process is
+    forked from the zygote, which never held the task's Execution API token: no runtime client and
+    no copy of the token is in its memory, and Landlock keeps it out of the plugin's."""
     pytest.importorskip("grpc")
     from tests.plugin_host import ExecutionApiServer, bundle_command, execute_request, iter_json_lines
     from tests.test_plugin_execute import run as run_plugin
@@ -411,7 +435,8 @@ def test_go_plugin_mode_confines_callbacks_too(tmp_path: Path):
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__EXECUTION_API_URL": server.url,
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(tmp_path / "logs"),
-            "CALLBACK_TESTS_NO_MEMORY_ROUTE": "1",
+            # The callback looks for the token in its memory; it must never see it whole.
+            "CALLBACK_TESTS_TOKEN_HALVES": f"{TOKEN[:20]}|{TOKEN[20:]}",
         }
         request = execute_request(
             ti_id=ti,
@@ -420,6 +445,7 @@ def test_go_plugin_mode_confines_callbacks_too(tmp_path: Path):
             task_id="escalates",
             bundle_name="callback_tests",
             log_path=log_path,
+            token=TOKEN,
         )
         _, error, _ = run_plugin(env, request, argv=bundle_command(BUNDLE))
     assert error is None
@@ -442,5 +468,11 @@ def test_go_plugin_mode_confines_callbacks_too(tmp_path: Path):
     xcom_writes = [c.path for c in api.calls if c.method == "POST" and c.path.startswith("/xcoms/")]
     assert xcom_writes == [f"/xcoms/{DAG}/{run_id}/escalates/return_value"], xcom_writes  # the task's own
     assert "callback escalate read var=from-api" in events, events
+    # The process the callback runs in was forked from one that never held the token.
+    assert "escape found 0 runtime client(s) in memory" in events, events
+    assert escapes.pop("token-in-objects") == "absent", escapes
+    assert escapes.pop("token-in-memory") == "absent", escapes
+    # Nor can it reach into the zygote (parent) or the plugin (grandparent), which holds it.
+    assert_ancestors_out_of_reach(escapes)
     paths = [(c.method, c.path) for c in api.calls]
     assert paths.index(("PATCH", f"/task-instances/{ti}/state")) < paths.index(("GET", "/variables/cb_seen"))

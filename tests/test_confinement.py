@@ -124,6 +124,66 @@ def test_a_callbacks_exception_is_logged_with_its_traceback(recorder):
     assert [s["exc_type"] for s in failed["exception"]] == ["ValueError"]
 
 
+def test_a_callback_cannot_reach_into_the_runtime(recorder):
+    """Landlock: the child can neither read the runtime's memory nor copy its descriptors."""
+    from bundle.core import landlock
+
+    if landlock.abi() < 1:
+        pytest.fail("this test needs a kernel with Landlock (the development VM has ABI 7)")
+
+    def invoke(client: MessageClient) -> None:
+        log = logging.getLogger("probe")
+        parent = os.getppid()
+        try:
+            with open(f"/proc/{parent}/mem", "rb") as f:
+                f.seek(id(os))
+                f.read(8)
+            log.info("mem read")
+        except OSError as exc:
+            log.info("mem %s", type(exc).__name__)
+        try:
+            os.readlink(f"/proc/{parent}/fd/0")
+            log.info("fd readable")
+        except OSError as exc:
+            log.info("fd %s", type(exc).__name__)
+
+    run(invoke, runtime_client([]))
+    events = [e["event"] for e in recorder.events() if e["logger"] == "probe"]
+    assert events == ["mem PermissionError", "fd PermissionError"]
+    assert not [e for e in recorder.events() if "partial" in e["event"]]
+
+
+def test_without_landlock_the_open_route_is_logged(recorder, monkeypatch):
+    """Where Landlock cannot be used (here: an architecture it does not know) and Yama does not
+    close the route for this user, the task log says which route stays open and how to close it."""
+    from bundle.core import landlock
+
+    monkeypatch.setattr(landlock, "_ARCHES", frozenset())  # the child is forked: it inherits this
+    monkeypatch.setattr(landlock, "_yama_scope", lambda: 0)
+
+    def invoke(client: MessageClient) -> None:
+        logging.getLogger("probe").info("ran %s", client.get_variable("k"))
+
+    run(invoke, runtime_client([]))
+    events = [e for e in recorder.events() if e["logger"] in ("probe", "bundle.runtime")]
+    [warning] = [e for e in events if "partial" in e["event"]]
+    assert warning["level"] == "warning"
+    assert warning["event"].startswith("Confinement of task callback cb[0] probe is partial: ")
+    assert "/proc/<pid>/mem" in warning["event"] and "kernel.yama.ptrace_scope=1" in warning["event"]
+    assert [e["event"] for e in events if e["logger"] == "probe"] == ["ran from-runtime"]
+
+
+def test_yama_closes_the_route_for_a_non_root_user(monkeypatch):
+    from bundle.core import landlock
+
+    monkeypatch.setattr(landlock, "_ARCHES", frozenset())
+    monkeypatch.setattr(landlock, "_yama_scope", lambda: 1)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert landlock.restrict_self() is None
+    monkeypatch.setattr(os, "geteuid", lambda: 0)  # root passes Yama's scope 1
+    assert "kernel.yama.ptrace_scope=1" in (landlock.restrict_self() or "")
+
+
 def test_relayed_events_are_made_safe_for_the_supervisor():
     """A child's events are untrusted: keys the supervisor chokes on are renamed, a malformed
     ``exception`` and timestamp are not passed on, and secrets are masked again."""

@@ -205,6 +205,9 @@ def _run_one(
             args, kwargs = _arguments(task, fn, context, confined)
             return fn(*args, **kwargs)
 
+        def spec() -> bytes:  # the same call, as data, for a process that shares nothing of ours
+            return callback_spec(task, kind, index, context, label)
+
         started = time.monotonic()
         runtime_log().debug("Running task callback %s in a process of its own", label)
         run_confined(
@@ -215,6 +218,7 @@ def _run_one(
             label=label,
             limit=limit,
             abandoned=", the task's state stands",
+            spec=spec,
         )
         runtime_log().debug("Task callback %s ended after %.3f s", label, time.monotonic() - started)
         return
@@ -326,3 +330,146 @@ def _stack_of(thread: threading.Thread) -> str:
         if not entry.filename.startswith(ours) and os.path.basename(entry.filename) != "threading.py"
     ]
     return "".join(traceback.format_list(frames)).rstrip()
+
+
+# -- a callback as data (go-plugin mode: the zygote's children, bundle.core.zygote) -----------------
+def callback_spec(task: Task, kind: str, index: int, context: CallbackContext, label: str) -> bytes:
+    """Which callback of which task to run, with its context, pickled for a process forked from
+    the zygote. Only the context's data fields are sent (never the runtime's ``Client``, which
+    the asset accessors hold: ``_dumps`` refuses one anywhere); each that cannot be pickled
+    arrives as ``None``; ``map_label`` as its ``text`` only; the exception, if it cannot be
+    pickled, as a stand-in ``Exception`` with the same type name and text (and no traceback)."""
+    import pickle
+
+    fields = {}
+    for name in _SENT_FIELDS:
+        value = getattr(context, name, None)
+        if name == "map_label" and value is not None:
+            value = SentLabel(getattr(value, "text", None))
+        try:
+            fields[name] = _dumps(value)
+        except Exception:
+            fields[name] = _dumps(None)
+    exception = context.exception
+    try:
+        pickled_exception = _dumps(exception)
+        pickle.loads(pickled_exception)
+    except Exception:
+        pickled_exception = b""
+    logging_levels = {
+        name: logger.level
+        for name, logger in logging.Logger.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger) and logger.level
+    }
+    return _dumps(
+        {
+            "dag_id": context.ti.dag_id,  # as run_finalizers looked the task up
+            "task_id": context.ti.task_id,
+            "kind": kind,
+            "index": index,
+            "label": label,
+            "fields": fields,
+            "cancelled": bool(context.cancelled.is_set()),
+            "exception": pickled_exception,
+            "exception_text": (type(exception).__name__, str(exception)) if exception is not None else None,
+            "root_level": logging.getLogger().level,
+            "levels": logging_levels,
+        }
+    )
+
+
+# The Context's data: what a callback reads. Not ``_assets`` (it holds the runtime's client).
+_SENT_FIELDS = ("ti", "dag_run", "params", "should_retry", "task_reschedule_count", "map_label")
+
+
+class SentLabel:
+    """``ctx.map_label`` in a zygote's child: the rendered ``map_index_template`` (``text``) only."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str | None) -> None:
+        self.text = text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return SentLabel, (self.text,)
+
+
+def spec_invoker(spec: bytes, registry: Any) -> tuple[Callable[[Client], Any], Any, str, str]:
+    """In the zygote's child: what ``callback_spec`` described, as ``(invoke, ti, what, label)``."""
+    import pickle
+
+    described = pickle.loads(spec)
+    label = str(described["label"])
+
+    def invoke(client: Client) -> Any:
+        logging.getLogger().setLevel(described["root_level"])
+        for name, level in described["levels"].items():
+            logging.getLogger(name).setLevel(level)
+        task = registry.lookup_task(described["dag_id"], described["task_id"])
+        if task is None:
+            raise LookupError(f"task {described['dag_id']}.{described['task_id']} is not registered here")
+        fn = task.effective_options[described["kind"]][described["index"]]
+        context = object.__new__(CallbackContext)
+        context._assets = None  # made on first use, with this process's client
+        for name, value in described["fields"].items():
+            object.__setattr__(context, name, pickle.loads(value))
+        context.cancelled = threading.Event()
+        if described["cancelled"]:
+            context.cancelled.set()
+        context.exception = _exception(described)
+        context.callback = described["kind"]
+        args, kwargs = _arguments(task, fn, context, client)
+        return fn(*args, **kwargs)
+
+    ti = pickle.loads(described["fields"]["ti"]) if "ti" in described["fields"] else None
+    return invoke, ti, "task callback", label
+
+
+def _exception(described: dict[str, Any]) -> BaseException | None:
+    import pickle
+
+    if described["exception"]:
+        try:
+            return pickle.loads(described["exception"])
+        except Exception:
+            pass
+    if described["exception_text"] is None:
+        return None
+    name, text = described["exception_text"]
+    return type(str(name), (Exception,), {"__module__": "bundle.core.callbacks"})(text)
+
+
+def _dumps(value: Any) -> bytes:
+    """``pickle.dumps`` that also carries read-only mappings (``dag_run.conf``) and events."""
+    import io
+    import pickle
+    from types import MappingProxyType
+
+    from .client import MessageClient
+
+    class Pickler(pickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            if isinstance(obj, MessageClient):  # its transport holds the task's token
+                raise TypeError("the runtime's client is never sent to a callback's process")
+            if type(obj) is MappingProxyType:
+                return _read_only, (dict(obj),)
+            if isinstance(obj, threading.Event):
+                return _event, (obj.is_set(),)
+            return NotImplemented
+
+    buffer = io.BytesIO()
+    Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    return buffer.getvalue()
+
+
+def _read_only(mapping: dict[str, Any]) -> Any:
+    from types import MappingProxyType
+
+    return MappingProxyType(mapping)
+
+
+def _event(is_set: bool) -> threading.Event:
+    event = threading.Event()
+    if is_set:
+        event.set()
+    return event

@@ -27,6 +27,12 @@ and it leaves with ``os._exit`` (no atexit hooks, no flushing of the runtime's o
 GC is off in the child (it would finalise objects of the runtime's threads), and go-plugin mode
 turns gRPC's fork handlers off (they restarted its event engine in the child, which then aborted).
 
+Two more walls, so that the proxy stays the only way: in go-plugin mode the child is forked from
+the zygote (``bundle.core.zygote``), which never held a task's token, rather than from the plugin;
+and before the callback runs the child puts itself in a Landlock domain of its own
+(``bundle.core.landlock``), which keeps it out of its ancestors' memory and descriptors (and, with
+Landlock ABI 6+, their signals). Where Landlock is unavailable the child logs which route stays open.
+
 The bound: at the deadline the parent sends ``SIGUSR1`` (the child's handler sends the stack the
 callback is in), waits ``STACK_GRACE_SECONDS`` for it, then kills the child's process group.
 
@@ -135,10 +141,19 @@ def run_confined(
     label: str,
     limit: float,
     abandoned: str = "",
+    spec: Callable[[], bytes] | None = None,
 ) -> None:
     """Fork a child that calls ``invoke`` with a ``Client`` limited to ``access``; serve it as a
     proxy to ``client``'s transport until it exits or ``limit`` passes (then kill it). A failure
-    of the callback is logged by the child; nothing is raised here."""
+    of the callback is logged by the child; nothing is raised here.
+
+    Where this process started a zygote (go-plugin mode, ``bundle.core.zygote``), the child is
+    forked from the zygote instead and runs what ``spec()`` describes (``invoke`` is not used):
+    a copy of this process's memory would hold the tokens of the tasks it runs."""
+    zygote = sys.modules.get(__package__ + ".zygote")
+    if zygote is not None and zygote.current() is not None and spec is not None:
+        _run_in_zygote(zygote.current(), spec, client, access, what, label, limit, abandoned)
+        return
     parent_end, child_end = socket.socketpair()
     for stream in (sys.stdout, sys.stderr):  # else the child would repeat what is buffered
         try:
@@ -167,11 +182,63 @@ def run_confined(
         # callback's own garbage, and the process is short-lived.
         gc.disable()
         parent_end.detach()  # its descriptor is replaced below; never close it through this object
-        _child_main(child_end, parent_pid, invoke, client, access, what, label)
+        _child_main(child_end, parent_pid, invoke, client._ti, access, what, label)
     child_end.close()
     _active.add(pid)
     try:
         _serve(parent_end, pid, client, access, what, label, limit, abandoned)
+    finally:
+        _active.discard(pid)
+        parent_end.close()
+
+
+def _run_in_zygote(
+    zygote: Any,
+    spec: Callable[[], bytes],
+    client: MessageClient,
+    access: Workload,
+    what: str,
+    label: str,
+    limit: float,
+    abandoned: str,
+) -> None:
+    """``run_confined`` with the child forked by the zygote: hand it the child's end, this
+    process's stdout and stderr and the spec; serve it as our own child (through its pidfd)."""
+    try:
+        described = spec()
+    except Exception as exc:
+        runtime_log().error(
+            "Cannot hand %s %s to its process: %s: %s; it did not run", what, label, type(exc).__name__, exc
+        )
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    parent_end, child_end = socket.socketpair()
+    started = time.monotonic()
+    try:
+        pid, pidfd = zygote.spawn(described, [child_end.fileno(), 1, 2], limit)
+    except Exception as exc:  # no process to confine it in: it does not run (never unconfined)
+        parent_end.close()
+        runtime_log().error("Cannot start a process for %s %s: %s; it did not run", what, label, exc)
+        return
+    finally:
+        child_end.close()
+    _active.add(pid)
+    try:
+        _serve(
+            parent_end,
+            pid,
+            client,
+            access,
+            what,
+            label,
+            limit - (time.monotonic() - started),
+            abandoned,
+            pidfd,
+        )
     finally:
         _active.discard(pid)
         parent_end.close()
@@ -204,12 +271,14 @@ def _serve(
     label: str,
     limit: float,
     abandoned: str,
+    pidfd: int | None = None,
 ) -> None:
     """Answer the child until it exits; at ``limit`` (counted from the fork) kill it, whether it
-    still talks, went quiet mid-frame, or closed its end and lives on."""
+    still talks, went quiet mid-frame, or closed its end and lives on. ``pidfd``: the child's, when
+    it is not this process's child (the zygote's; it is closed here)."""
     deadline = time.monotonic() + limit
     title = what[0].upper() + what[1:]
-    peer = _Peer(sock, pid, client, access)
+    peer = _Peer(sock, pid, client, access, pidfd)
     try:
         while not peer.exited:
             remaining = deadline - time.monotonic()
@@ -245,7 +314,9 @@ class _Peer:
     """The parent's view of one child: its socket, and its exit (a pidfd where Linux has one,
     else a look every ``_TICK_SECONDS``, sooner just after the child closed its end)."""
 
-    def __init__(self, sock: socket.socket, pid: int, client: MessageClient, access: Workload) -> None:
+    def __init__(
+        self, sock: socket.socket, pid: int, client: MessageClient, access: Workload, pidfd: int | None = None
+    ) -> None:
         self.sock, self.pid, self.client, self.access = sock, pid, client, access
         self.reader = _Reader(sock)
         self.poller = select.poll()
@@ -254,12 +325,15 @@ class _Peer:
         self.exited = False
         self.stuck: str | None = None
         self._pause = 0.001
-        self.pidfd: int | None = None
-        try:
-            self.pidfd = os.pidfd_open(pid)  # type: ignore[attr-defined]
+        self.foreign = pidfd is not None  # the zygote's child: the zygote reaps it
+        self.pidfd: int | None = pidfd
+        if pidfd is None:
+            try:
+                self.pidfd = os.pidfd_open(pid)  # type: ignore[attr-defined]
+            except (AttributeError, OSError):
+                self.pidfd = None
+        if self.pidfd is not None:
             self.poller.register(self.pidfd, select.POLLIN)
-        except (AttributeError, OSError):
-            self.pidfd = None
 
     def step(self, remaining: float) -> None:
         """Wait (at most ``remaining`` seconds) for a frame or the child's exit; handle it."""
@@ -330,7 +404,10 @@ class _Peer:
 
     def reap(self) -> None:
         if not self.exited:
-            _reap(self.pid)
+            if self.foreign:  # wait for the exit the pidfd reports; the zygote reaps it
+                select.select([self.pidfd], [], [], 5.0)
+            else:
+                _reap(self.pid)
             self.exited = True
 
     def close(self) -> None:
@@ -408,7 +485,7 @@ def _child_main(
     sock: socket.socket,
     parent_pid: int,
     invoke: Callable[[MessageClient], Any],
-    client: MessageClient,
+    ti: Any,
     access: Workload,
     what: str,
     label: str,
@@ -424,7 +501,12 @@ def _child_main(
         _drop_inherited_descriptors(keep)
         channel = _ChildChannel(sock)
         _detach_from_runtime(channel)
-        confined = _child_client(client, channel, access)
+        from .landlock import restrict_self
+
+        open_route = restrict_self()  # out of reach of the ancestors' memory, descriptors, signals
+        if open_route:
+            runtime_log().warning("Confinement of %s %s is partial: %s", what, label, open_route)
+        confined = _child_client(ti, channel, access)
         try:
             result = invoke(confined)
             if hasattr(result, "__await__"):
@@ -578,8 +660,8 @@ def _detach_from_runtime(channel: _ChildChannel) -> None:
     signal.signal(signal.SIGUSR1, stack)
 
 
-def _child_client(client: MessageClient, channel: _ChildChannel, access: Workload) -> MessageClient:
+def _child_client(ti: Any, channel: _ChildChannel, access: Workload) -> MessageClient:
     """A fresh ``Client`` on the proxy: its transport is the socket, nothing of the runtime's."""
     from .client import MessageClient
 
-    return MessageClient(channel.request, client._ti, access)
+    return MessageClient(channel.request, ti, access)

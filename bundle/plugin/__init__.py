@@ -32,6 +32,13 @@ def run(provider: BundleProvider) -> int:
     # are gone: the child aborted (measured with grpcio 1.85). Off before grpc is imported; the
     # children never use gRPC.
     os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "0"
+    # Callbacks are forked from a process that never holds a task's token: forked now, before
+    # grpc (and its threads) exist and before any Execute (bundle.core.zygote).
+    from .. import _stdout
+    from ..core import zygote
+
+    _stdout.protect_stdout()  # the zygote must not hold the handshake's stdout
+    zygote.start(provider)
     try:
         from .server import serve_plugin
     except Exception as exc:  # missing packages, or versions older than the generated stubs need

@@ -104,8 +104,6 @@ def escalate(ctx: Context, client: Client) -> None:
         for o in gc.get_objects()
         if type(o).__name__ == "MessageClient" and o is not client and o is not full
     ]
-    if os.environ.get("CALLBACK_TESTS_NO_MEMORY_ROUTE"):  # go-plugin mode: see docs/access-levels.md
-        runtime_clients = []
     log.info("escape found %d runtime client(s) in memory", len(runtime_clients))
     for index, other in enumerate(runtime_clients):
         attempt(f"memory-client-{index}", lambda other=other: other.set_variable("cb_memory", "x"))
@@ -122,6 +120,13 @@ def escalate(ctx: Context, client: Client) -> None:
                     raise ConnectionResetError("closed")
 
         attempt("redial-comm", redial)
+    halves = os.environ.get("CALLBACK_TESTS_TOKEN_HALVES")
+    if halves:  # the task's token, in two halves (never joined here): is it anywhere in memory?
+        head, tail = halves.split("|", 1)
+        log.info("escape token-in-objects: %s", token_in_objects(head, tail))
+        log.info("escape token-in-memory: %s", token_in_memory(head.encode(), tail.encode()))
+    ancestor_routes(attempt)
+    ordinary_work(attempt)
     seen = client.get_variable("cb_seen", default="unset")  # allowed: read
     log.info("callback escalate read var=%s", seen)  # allowed: logging
     kinds = {}
@@ -137,6 +142,152 @@ def escalate(ctx: Context, client: Client) -> None:
     for fd, kind in sorted(kinds.items()):
         if fd > 2 and kind != "socket":
             attempt(f"raw-fd-{fd}", lambda fd=fd: os.write(fd, frame))
+
+
+def token_in_objects(head: str, tail: str) -> str:
+    """Every str/bytes reachable from a gc-tracked container, searched for head+tail."""
+    import gc
+
+    def holds(value) -> bool:
+        if isinstance(value, (bytes, bytearray)):
+            value = bytes(value).decode("latin-1")
+        if not isinstance(value, str):
+            return False
+        at = value.find(head)
+        while at >= 0:
+            if value.startswith(tail, at + len(head)):
+                return True
+            at = value.find(head, at + 1)
+        return False
+
+    for obj in gc.get_objects():
+        items = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple, set)) else ()
+        try:
+            if any(holds(item) for item in list(items)):
+                return "found"
+            if any(holds(item) for item in vars(obj).values()):
+                return "found"
+        except Exception:
+            continue
+    return "absent"
+
+
+def token_in_memory(head: bytes, tail: bytes) -> str:
+    """This process's readable memory (``/proc/self/mem``), searched for head+tail."""
+    found = 0
+    with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", buffering=0) as mem:
+        for line in maps:
+            fields = line.split()
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if "r" not in fields[1] or (len(fields) > 5 and fields[5] in ("[vvar]", "[vsyscall]")):
+                continue
+            try:
+                mem.seek(start)
+                data = mem.read(end - start)
+            except (OSError, OverflowError, ValueError):
+                continue
+            at = data.find(head)
+            while at >= 0:
+                if data.startswith(tail, at + len(head)):
+                    found += 1
+                at = data.find(head, at + 1)
+            del data
+    return f"found {found}" if found else "absent"
+
+
+def ancestor_routes(attempt) -> None:
+    """The OS routes to the runtime's (parent's) and its parent's memory, descriptors, signals."""
+    import ctypes
+    import os
+    import signal
+    import sys
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getppid()
+    with open(f"/proc/{parent}/status") as status:
+        grandparent = next(int(line.split()[1]) for line in status if line.startswith("PPid:"))
+
+    def checked(result: int) -> int:
+        if result < 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, os.strerror(errno))
+        return result
+
+    try:
+        numbers = sorted(int(n) for n in os.listdir(f"/proc/{parent}/fd"))
+    except OSError:
+        numbers = list(range(64))
+    log.info("escape parent-fd-count: %d", len(numbers))
+
+    for who, pid in (("parent", parent), ("grandparent", grandparent)):
+
+        def getfd(pid=pid) -> None:
+            pidfd = os.pidfd_open(pid)
+            try:
+                copied = [copy for copy in (_getfd(libc, pidfd, fd) for fd in numbers) if copy >= 0]
+            finally:
+                os.close(pidfd)
+            for fd in copied:
+                os.close(fd)
+            if not copied:
+                raise PermissionError("no descriptor copied")
+
+        def mem(pid=pid) -> None:
+            with open(f"/proc/{pid}/mem", "rb", buffering=0) as f:
+                f.seek(id(sys.modules))
+                f.read(16)
+
+        def vm_readv(pid=pid) -> None:
+            class Iovec(ctypes.Structure):
+                _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+            buffer = ctypes.create_string_buffer(16)
+            local = Iovec(ctypes.cast(buffer, ctypes.c_void_p), 16)
+            remote = Iovec(id(sys.modules), 16)  # forked: the runtime has an object there too
+            checked(libc.process_vm_readv(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0))
+
+        attempt(f"pidfd_getfd-{who}", getfd)
+        attempt(f"proc-mem-{who}", mem)
+        attempt(f"process_vm_readv-{who}", vm_readv)
+        attempt(f"signal-{who}", lambda pid=pid: os.kill(pid, 0))
+        attempt(f"sigcont-{who}", lambda pid=pid: os.kill(pid, signal.SIGCONT))
+
+
+def _getfd(libc, pidfd: int, fd: int) -> int:
+    return libc.syscall(438, pidfd, fd, 0)  # pidfd_getfd (the same number on every architecture)
+
+
+def ordinary_work(attempt) -> None:
+    """What a callback that sends a notification does: files, a TCP connection, a program."""
+    import os
+    import socket
+    import subprocess
+    import tempfile
+
+    def files() -> None:
+        handle, path = tempfile.mkstemp(prefix="cb-")
+        try:
+            with os.fdopen(handle, "w") as f:
+                f.write("written")
+            with open(path) as f:
+                assert f.read() == "written"
+        finally:
+            os.unlink(path)
+
+    def tcp() -> None:
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            with socket.create_connection(server.getsockname(), timeout=2) as sock:
+                peer, _ = server.accept()
+                with peer:
+                    sock.sendall(b"ping")
+                    assert peer.recv(4) == b"ping"
+
+    def program() -> None:
+        assert subprocess.run(["/bin/sh", "-c", "exit 7"], check=False).returncode == 7
+
+    attempt("ordinary-files", files)
+    attempt("ordinary-tcp", tcp)
+    attempt("ordinary-program", program)
 
 
 def hangs(ctx: Context) -> None:
