@@ -5,7 +5,8 @@ Airflow would otherwise make much later (on the scheduler or the worker): ids Ai
 duplicates, non-callables, signatures that cannot be satisfied, and dependency cycles all raise
 ``RegistrationError`` while the bundle module is imported (or, for what only a complete DAG shows,
 when it is served), naming the offending id. The authoring concepts live in
-``bundle.core.authoring`` (``dag``, ``task``, ``binding``, ``params``) and are re-exported here.
+``bundle.core.authoring``; the few names every mode needs with the ``Registry`` (``Dag``, ``Task``,
+the id rules and defaults) are re-exported here.
 """
 
 from __future__ import annotations
