@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .authoring.task import Task
-    from .client import Client
+    from .client import MessageClient
     from .context import Context
     from .execution import TaskOutcome
 
@@ -329,7 +329,7 @@ BUILTIN_METHODS: dict[str, Callable[..., Any]] = {}
 
 
 def resume(
-    task: Task, context: Context, client: Client, next_method: str, next_kwargs: Any, call: Callable[..., Any]
+    task: Task, context: Context, client: MessageClient, next_method: str, next_kwargs: Any, call: Callable[..., Any]
 ) -> Any:
     """Run the resume function ``next_method`` names with the decoded ``next_kwargs``; ``call``
     runs a prepared function under the task's ``execution_timeout`` (``execution.invoke_fn``)."""
@@ -392,7 +392,7 @@ def _logger(fn: Callable[..., Any]) -> Any:
 
 
 def resume_task(
-    task: Task, context: Context, client: Client, resume_with: tuple[str, Any], watchdog: Any
+    task: Task, context: Context, client: MessageClient, resume_with: tuple[str, Any], watchdog: Any
 ) -> Any:
     """``execute_task``'s call for a resumed task: the resume function, under the task's
     ``execution_timeout`` as a fresh run of the task function would be (Airflow's Python runner
@@ -414,7 +414,7 @@ def resume_task(
     return resume(task, context, client, next_method, next_kwargs, call)
 
 
-def suspended_outcome(exc: BaseException, task: Task, context: Context, client: Client) -> TaskOutcome:
+def suspended_outcome(exc: BaseException, task: Task, context: Context, client: MessageClient) -> TaskOutcome:
     """The outcome of ``ctx.defer`` (``deferred``, with the ``DeferTask`` body) or of
     ``ctx.trigger_dag_run`` (``bundle.core.trigger_dagrun``, which may itself defer)."""
     from .execution import DEFERRED, TaskOutcome, failure_outcome
