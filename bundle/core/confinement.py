@@ -256,7 +256,7 @@ class _Peer:
         self._pause = 0.001
         self.pidfd: int | None = None
         try:
-            self.pidfd = os.pidfd_open(pid)  # type: ignore[attr-defined]
+            self.pidfd = os.pidfd_open(pid)
             self.poller.register(self.pidfd, select.POLLIN)
         except (AttributeError, OSError):
             self.pidfd = None
