@@ -329,7 +329,12 @@ BUILTIN_METHODS: dict[str, Callable[..., Any]] = {}
 
 
 def resume(
-    task: Task, context: Context, client: MessageClient, next_method: str, next_kwargs: Any, call: Callable[..., Any]
+    task: Task,
+    context: Context,
+    client: MessageClient,
+    next_method: str,
+    next_kwargs: Any,
+    call: Callable[..., Any],
 ) -> Any:
     """Run the resume function ``next_method`` names with the decoded ``next_kwargs``; ``call``
     runs a prepared function under the task's ``execution_timeout`` (``execution.invoke_fn``)."""
