@@ -52,6 +52,7 @@ class TaskDeferred(BaseException):
     A ``BaseException``, as in Airflow, so a task's ``except Exception`` does not swallow it."""
 
     suspends_task = True  # what ``execution.execute_task`` looks for
+    builtin = False  # resumed by pybundle's own method (``ctx.trigger_dag_run``), not the task's
 
     def __init__(
         self,
@@ -308,7 +309,7 @@ def resolve_method(task: Task, deferred: TaskDeferred) -> str:
         raise ValueError(
             f"{where} has several resume functions ({', '.join(sorted(methods))}): name one in ctx.defer(method_name=...)"
         )
-    if getattr(deferred, "builtin", False):  # ctx.trigger_dag_run's own execute_complete
+    if deferred.builtin:  # ctx.trigger_dag_run's own execute_complete
         if deferred.method_name in methods:
             raise ValueError(
                 f"{where}: ctx.trigger_dag_run(deferrable=True) resumes with "

@@ -206,7 +206,7 @@ def handle(trigger: DagRunTrigger, task: Task, context: Context, client: Message
             {"trigger_dag_id": trigger.trigger_dag_id, "failed_states": trigger.failed_states},
             None,
         )
-        deferred.builtin = True  # type: ignore[attr-defined]
+        deferred.builtin = True
         raise deferred
     while True:
         log.info(
