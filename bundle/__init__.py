@@ -35,6 +35,17 @@ from .core.provider import Bundle, BundleProvider
 from .core.registry import Dag, Registry, Task
 from .serve import serve
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    # What ``__getattr__`` serves lazily, as type checkers and IDEs should see it (tests pin the
+    # two lists together); at run time these modules load on first access only.
+    from .core.asset_events import AssetEvent
+    from .core.authoring.assets import Asset, AssetAll, AssetAny
+    from .core.authoring.params import Param, ParamValidationError
+    from .core.authoring.sensors import PokeReturnValue, SensorTimeout
+    from .core.connection import Connection
+del TYPE_CHECKING  # not part of the package's surface
+
 
 def __getattr__(name: str) -> object:
     # ``Connection`` is only needed by bundles that use connections: loaded on first access.

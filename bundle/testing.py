@@ -56,9 +56,9 @@ class _MemoryAirflow:
             if isinstance(key, str):  # "task_id" or "task_id.key" shorthand for the current run
                 task_id, xcom_key = _task_and_key(key, task_ids)
                 locator = (dag_id, run_id, task_id, xcom_key, -1)
-            else:
+            else:  # (dag_id, run_id, task_id, key[, map_index]): padded to five, a length mypy cannot follow
                 locator = tuple(key) + (-1,) * (5 - len(key))  # type: ignore[assignment]
-            self.xcoms[locator] = value  # type: ignore[index]
+            self.xcoms[locator] = value
         self._initial_xcoms.clear()
 
     def __call__(self, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -130,15 +130,16 @@ class _MemoryAirflow:
         base = (body["dag_id"], body["run_id"], body["task_id"], body["key"])
         map_index = body.get("map_index")
         if kind == "SetXCom":
-            self.xcoms[(*base, -1 if map_index is None else map_index)] = json.loads(
-                json.dumps(body["value"])
-            )
+            # the keys are built beside the subscript: mypy 2.4 reads ``d[(*a, b)]`` as 3.11-only syntax
+            locator = (*base, -1 if map_index is None else map_index)
+            self.xcoms[locator] = json.loads(json.dumps(body["value"]))
             return None
         rows = sorted((k[4], v) for k, v in self.xcoms.items() if k[:4] == base)
         if kind == "DeleteXCom":
             for index, _ in rows:
                 if map_index is None or index == map_index:
-                    del self.xcoms[(*base, index)]
+                    locator = (*base, index)
+                    del self.xcoms[locator]
             return None
         if kind == "GetXCom":
             found = [v for index, v in rows if map_index is None or index == map_index]

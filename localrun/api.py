@@ -24,6 +24,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -353,7 +354,7 @@ class ExecutionAPI:
         empty = {"data_interval_start": None, "data_interval_end": None, "start_date": None, "end_date": None}
         ti = self.store.ti_by_id(ti_id)
         run = self.store.get_dag_run(ti["dag_id"], ti["run_id"]) if ti else None
-        if run is None or not run["logical_date"]:
+        if ti is None or run is None or not run["logical_date"]:
             return ApiResponse(200, empty)
         earlier = [
             r
@@ -436,7 +437,7 @@ class ExecutionAPI:
             candidates.append((iso(logical) or "", ti))
         if not candidates:
             return ApiResponse(200, None)
-        _, ti = max(candidates, key=lambda pair: pair[0])
+        ti = max(candidates, key=lambda pair: pair[0])[1]
         return ApiResponse(
             200,
             {
@@ -694,12 +695,7 @@ class ExecutionAPI:
         """The events bundle-run's own tasks emitted (this run and, with ``--state``, earlier ones)."""
         rows = self.store.asset_events(name=_one(query, "name"), uri=_one(query, "uri"))
         after, before = parse_iso(_one(query, "after")), parse_iso(_one(query, "before"))
-        rows = [
-            r
-            for r in rows
-            if (after is None or parse_iso(r["timestamp"]) >= after)
-            and (before is None or parse_iso(r["timestamp"]) <= before)
-        ]
+        rows = [r for r in rows if _between(r["timestamp"], after, before)]
         if (_one(query, "ascending") or "true").lower() == "false":
             rows.reverse()
         if _one(query, "limit"):
@@ -825,3 +821,13 @@ def _require(body: Any, *names: str) -> None:
     missing = [n for n in names if n not in body]
     if missing:
         raise Invalid(f"missing field(s) {', '.join(missing)}")
+
+
+def _between(timestamp: str, after: datetime | None, before: datetime | None) -> bool:
+    """Whether a stored event's ``timestamp`` is within the bounds given (either may be open)."""
+    if after is None and before is None:
+        return True
+    stamp = parse_iso(timestamp)
+    if stamp is None:  # pragma: no cover - the store stamps every event it adds
+        raise ValueError("an asset event without a timestamp")
+    return (after is None or stamp >= after) and (before is None or stamp <= before)

@@ -66,7 +66,8 @@ def summarise_mapping(task: Any) -> dict[str, Any] | None:
         return None
     expand_input = task._get_specified_expand_input()
     kind = expand_input.EXPAND_INPUT_TYPE
-    value = expand_input.value
+    # core types ``value`` as the union of both kinds' shapes; ``kind`` says which one it is
+    value: Any = expand_input.value
     items = value.items() if kind == DICT_OF_LISTS else [("expand_kwargs() argument", value)]
     sources = []
     for name, item in items:

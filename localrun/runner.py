@@ -315,7 +315,7 @@ class DagRunner:
         try_number = ti["try_number"]
         self.progress.update(name, "running", try_number, None, None)
         worker = self._worker()
-        message = {
+        message: dict[str, Any] = {
             "op": "run",
             "ti": {
                 "id": ti["id"],

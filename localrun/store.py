@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from .errors import UsageError
 
@@ -81,6 +81,12 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+@overload
+def iso(value: datetime) -> str: ...
+@overload
+def iso(value: None) -> None: ...
+@overload
+def iso(value: datetime | None) -> str | None: ...
 def iso(value: datetime | None) -> str | None:
     """Fixed-width UTC ISO 8601 (``…T…[.ffffff]+00:00``), so stored strings sort chronologically."""
     if value is None:
@@ -254,7 +260,15 @@ class Store:
         if ti is None:
             raise KeyError(ti_id)
         if ti["try_number"] > 0:
-            history = ("id", "dag_id", "run_id", "task_id", "map_index", "try_number", "state")
+            history: tuple[str, ...] = (
+                "id",
+                "dag_id",
+                "run_id",
+                "task_id",
+                "map_index",
+                "try_number",
+                "state",
+            )
             history += ("start_date", "end_date", "duration", "note")
             self.db.execute(
                 f"INSERT OR REPLACE INTO ti_history ({', '.join(history)}) VALUES ({', '.join('?' * len(history))})",
@@ -309,7 +323,7 @@ class Store:
 
     # -- task logs -----------------------------------------------------------------------------------
     # -- reschedules (sensors in reschedule mode) -------------------------------------------------------
-    def add_reschedule(self, ti_id: str, start_date: str, end_date: str, reschedule_date: str) -> None:
+    def add_reschedule(self, ti_id: str, start_date: str, end_date: str, reschedule_date: str | None) -> None:
         """One ``TaskReschedule`` row, as core's server adds for each ``up_for_reschedule``."""
         self.db.execute(
             "INSERT INTO task_reschedules (ti_id, seq, start_date, end_date, reschedule_date) "

@@ -79,7 +79,8 @@ def resolve_target(given: str, python: str | None = None) -> BundleTarget:
             if not os.access(candidate, os.X_OK):
                 raise UsageError(f"{given} is a packed bundle but not executable; run: chmod +x {given}")
             path = candidate.resolve()
-            sdk = manifest.get("sdk") if isinstance(manifest.get("sdk"), dict) else {}
+            raw_sdk = manifest.get("sdk")
+            sdk = raw_sdk if isinstance(raw_sdk, dict) else {}
             version = sdk.get("supervisor_schema_version")
             return BundleTarget(
                 kind="packed",

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 FAIL = "__fail__"
 DAG_STATE_TRIGGER = "airflow.providers.standard.triggers.external_task.DagStateTrigger"
@@ -154,7 +154,8 @@ def _run(deferral: dict[str, Any]) -> dict[str, Any]:
 
         from airflow.sdk.serde import deserialize, serialize
 
-        kwargs = deserialize(deferral.get("trigger_kwargs") or {})
+        # serde.deserialize is typed ``object``; both were serialized from dicts
+        kwargs = cast("dict[str, Any]", deserialize(deferral.get("trigger_kwargs") or {}))
         module, _, name = deferral["classpath"].rpartition(".")
         trigger = getattr(importlib.import_module(module), name)(**kwargs)
         raw_timeout = deferral.get("trigger_timeout")
@@ -184,7 +185,7 @@ def _run(deferral: dict[str, Any]) -> dict[str, Any]:
         end_state = getattr(event, "task_instance_state", None)
         if end_state is not None:  # TaskSuccessEvent / TaskFailedEvent / TaskSkippedEvent
             return {"state": str(getattr(end_state, "value", end_state)), "what": "ended by the trigger"}
-        stored = deserialize(deferral.get("next_kwargs") or {})
+        stored = cast("dict[str, Any]", deserialize(deferral.get("next_kwargs") or {}))
         next_kwargs = serialize({**stored, "event": event.payload})
         return {
             "next_method": deferral["next_method"],

@@ -26,6 +26,7 @@ import threading
 import time
 import traceback
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,9 @@ class Worker:
             LAST_RESULT.clear()
             result["return_code"] = supervise_task(
                 ti=TaskInstance(**ti_fields),
-                bundle_info=BundleInfo(name=message["bundle_name"], version=None),
+                # annotated with core's BundleInfo (a TYPE_CHECKING import there); the SDK's
+                # model has the same fields and keeps core's executors out of the worker
+                bundle_info=BundleInfo(name=message["bundle_name"], version=None),  # type: ignore[arg-type]
                 dag_rel_path=message["dag_rel_path"],
                 token="",
                 client=self.client(),
@@ -289,7 +292,8 @@ def summarise_dag(data: dict[str, Any], conf: dict[str, Any] | None = None) -> d
     except Exception as exc:
         summary["load_error"] = f"{type(exc).__name__}: {exc}"
         return summary
-    summary.update(fileloc=dag.fileloc, relative_fileloc=getattr(dag, "relative_fileloc", None))
+    fileloc = dag.fileloc  # type: ignore[attr-defined]  # set by deserialization, not declared
+    summary.update(fileloc=fileloc, relative_fileloc=getattr(dag, "relative_fileloc", None))
     summary["conf_error"] = None
     try:
         dag.params.deep_merge(conf or {}).validate()
@@ -305,13 +309,20 @@ def summarise_dag(data: dict[str, Any], conf: dict[str, Any] | None = None) -> d
                 "retries": task.retries,
                 "retry_delay": task.retry_delay.total_seconds(),
                 "retry_exponential_backoff": float(task.retry_exponential_backoff or 0),
-                "max_retry_delay": max_delay.total_seconds() if max_delay else None,
+                "max_retry_delay": _seconds(max_delay),
                 "trigger_rule": str(getattr(task.trigger_rule, "value", task.trigger_rule)),
                 "queue": task.queue,
                 "mapping": summarise_mapping(task),
             }
         )
     return summary
+
+
+def _seconds(delay: timedelta | float | None) -> float | None:
+    """A task's ``max_retry_delay`` in seconds; core types it a timedelta or a number of seconds."""
+    if not delay:
+        return None
+    return delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -50,6 +50,10 @@ from __future__ import annotations
 import os
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the launcher imports nothing it does not need; annotations are strings
+    from typing import Any
+
 MIN_PYTHON = (3, 10)
 TRAILER_SIZE = 64
 MAGIC = b"AFBNDL01"
@@ -131,10 +135,11 @@ def _sha256():
     """A SHA-256 hasher. The builtin ``_sha256`` module loads in microseconds; ``hashlib`` goes
     through OpenSSL's ``_hashlib``, which costs every warm start milliseconds."""
     try:
-        from _sha256 import sha256  # CPython <= 3.11
+        # typeshed has no _sha256 and has _sha2 only from 3.12 (mypy checks for 3.10)
+        from _sha256 import sha256  # type: ignore[import-not-found]  # CPython <= 3.11
     except ImportError:
         try:
-            from _sha2 import sha256  # CPython >= 3.12
+            from _sha2 import sha256  # type: ignore[import-not-found]  # CPython >= 3.12
         except ImportError:
             from hashlib import sha256
     return sha256()
@@ -318,14 +323,15 @@ class _ScannerContext:
         raise ValueError(f"{name} is not valid in a stamp")
 
 
-def _json_loads(text: str) -> object:
+def _json_loads(text: str) -> Any:
     """``json.loads`` through the C scanner alone: importing ``json`` costs every warm start
     milliseconds, and the stamp is all a warm start parses. Anything the scanner does not take
     cleanly (its error path needs ``json`` itself) goes through ``json.loads`` for the error."""
     try:
         from _json import make_scanner
 
-        value, end = make_scanner(_ScannerContext())(text, 0)
+        # typeshed names the decoder class as the context's type; the scanner reads only these fields
+        value, end = make_scanner(_ScannerContext())(text, 0)  # type: ignore[arg-type]
         if not text[end:].strip():
             return value
     except Exception:
@@ -567,7 +573,10 @@ _LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2
 
 def _glibc() -> tuple[int, int] | None:
     try:
-        _, version = os.confstr("CS_GNU_LIBC_VERSION").split()  # "glibc 2.36"
+        text = os.confstr("CS_GNU_LIBC_VERSION")
+        if text is None:
+            return None
+        _, version = text.split()  # "glibc 2.36"
         major, minor = version.split(".")[:2]
         return int(major), int(minor)
     except (AttributeError, OSError, ValueError, TypeError):

@@ -28,7 +28,7 @@ import difflib
 import inspect
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -150,7 +150,7 @@ _DAG_LOCATION_AND_STRUCTURE = frozenset(
     }
 )
 # DAG keys whose serialized value is what Airflow writes for a DAG that never set them.
-_DAG_EMPTY = {"edge_info": {}, "deadline": None, "allowed_run_types": None}
+_DAG_EMPTY: dict[str, Any] = {"edge_info": {}, "deadline": None, "allowed_run_types": None}
 _PARAM_CLASS = "airflow.sdk.definitions.param.Param"
 # Param keyword arguments that are not schema keywords (Param(default, description, **schema)).
 _PARAM_RESERVED = frozenset({"default", "description", "source", "schema"})
@@ -268,6 +268,10 @@ class _DagRenderer:
     def _refuse(self, attribute: str, why: str, task_id: str | None = None) -> DagFileError:
         return DagFileError(f"cannot write a DAG file: {self._where(attribute, task_id)} {why}")
 
+    def _refuser(self, task_id: str) -> Callable[[str, str], DagFileError]:
+        """``_refuse`` for one task, in the ``refuse(attribute, why)`` shape ``read_mapped`` takes."""
+        return lambda attribute, why: self._refuse(attribute, why, task_id)
+
     # -- the DAG call ----------------------------------------------------------------------------
     def render(self) -> str:
         kwargs: list[tuple[str, str]] = [("dag_id", string(self.dag_id))]
@@ -295,7 +299,7 @@ class _DagRenderer:
         body = [with_line]
         tasks = [entry["__var"] for entry in self.dag.get("tasks", [])]
         self.mapped = {
-            task["task_id"]: read_mapped(task, lambda key, why, t=task["task_id"]: self._refuse(key, why, t))
+            task["task_id"]: read_mapped(task, self._refuser(task["task_id"]))
             for task in tasks
             if task.get("_is_mapped")
         }
@@ -630,7 +634,8 @@ def _unwrap(value: Any, where: str) -> Any:
         return [_unwrap(item, where) for item in value]
     if not isinstance(value, dict):
         return value
-    kind, data = value.get("__type"), value.get("__var")
+    kind = value.get("__type")
+    data: Any = value.get("__var")  # its shape is the one ``kind`` names
     if kind == "dict":
         return {key: _unwrap(item, where) for key, item in data.items()}
     if kind == "datetime":
@@ -712,11 +717,11 @@ def write(path: Path, content: str, *, force: bool = False) -> None:
     directory = path.parent
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     except OSError as exc:
         raise PackError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
             out.write(content)
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)

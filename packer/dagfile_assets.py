@@ -60,7 +60,7 @@ def asset_of(data: Any, where: str, error: type[Exception]) -> AssetSource:
     fields = data.get("__var", data) if isinstance(data, dict) else None
     if not isinstance(fields, dict) or not isinstance(fields.get("name"), str):
         raise error(f"cannot write a DAG file: {where} holds {data!r}, not an asset")
-    name = fields["name"]
+    name: str = fields["name"]
     return AssetSource(name, fields.get("uri", name), fields.get("group", "asset"), fields.get("extra") or {})
 
 

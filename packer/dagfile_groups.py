@@ -188,8 +188,9 @@ class GroupLayout:
             for key, values in group.relatives.items()
             for value in values
         }
-        made: set[tuple[str | None, str, str]] = set()
-        statements: list[tuple[str, set[tuple[str, str]], set[tuple[str | None, str, str]]]] = []
+        # (group id, relative key, id): a group's relative may be a group, whose id is optional
+        made: set[tuple[str | None, str, str | None]] = set()
+        statements: list[tuple[str, set[tuple[str, str]], set[tuple[str | None, str, str | None]]]] = []
         for group in self.groups:
             for other_id in group.relatives["downstream_group_ids"]:
                 other = by_id.get(other_id)
@@ -215,7 +216,9 @@ class GroupLayout:
             for task_id in group.relatives["upstream_task_ids"]:
                 if (group.group_id, "upstream_task_ids", task_id) not in made:
                     links = {(task_id, root) for root in self._roots(group, edges)}
-                    record = {(group.group_id, "upstream_task_ids", task_id)}
+                    record: set[tuple[str | None, str, str | None]] = {
+                        (group.group_id, "upstream_task_ids", task_id)
+                    }
                     statements.append(
                         (f"{self._task(task_variable, task_id)} >> {group.variable}", links, record)
                     )

@@ -21,6 +21,7 @@ requirements-txt > requirements.lock``.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,11 +74,11 @@ def find_declaration(target_dir: Path, requirements: str | None) -> Declared:
 
 
 def _from_pyproject(path: Path) -> Declared:
-    try:
-        import tomllib  # Python >= 3.11
-    except ModuleNotFoundError:  # pragma: no cover - 3.10
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - 3.10
         try:
-            import tomli as tomllib  # type: ignore[no-redef]
+            import tomli as tomllib
         except ModuleNotFoundError:
             raise PackError(
                 f"reading {path} needs Python >= 3.11 or the tomli package; or pass --requirements"

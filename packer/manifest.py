@@ -343,7 +343,7 @@ def _check_dags(document: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def vendored_of(document: Mapping[str, Any]) -> list[dict[str, Any]]:
+def vendored_of(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The wheels a manifest's ``pybundle_vendored`` lists (``[]`` when absent or malformed)."""
     block = document.get(VENDORED_KEY)
     wheels = block.get("wheels") if isinstance(block, Mapping) else None

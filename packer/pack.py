@@ -77,7 +77,8 @@ def pack(request: PackRequest, warn: Callable[[str], None] = lambda message: Non
     dags = _dags(document, request.target)
     if not dags:
         raise PackError("bundle exposes no dags: nothing to pack")
-    sdk = document.get("sdk") if isinstance(document.get("sdk"), Mapping) else {}
+    raw_sdk = document.get("sdk")
+    sdk: Mapping[str, Any] = raw_sdk if isinstance(raw_sdk, Mapping) else {}
     language, version = _string(sdk, "language", "sdk"), _string(sdk, "version", "sdk")
 
     warnings = [*info.warnings, *id_warnings(dags)]

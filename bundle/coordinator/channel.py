@@ -31,7 +31,7 @@ from .frames import ChannelClosed, Frame, FrameReader, ProtocolError, encode_req
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
-    from typing import Any
+    from typing import Any, overload
 
 _READ_EVENTS = select.POLLIN | select.POLLPRI
 # The watcher never waits for data: it would wake, and compete for the GIL, at every answer. It
@@ -139,6 +139,13 @@ class CommChannel:
             return frame
         finally:
             lock.release()
+
+    if TYPE_CHECKING:  # without a deadline there is no timeout: a frame or the failure
+
+        @overload
+        def _read_one(self, deadline: None) -> Frame | ProtocolError: ...
+        @overload
+        def _read_one(self, deadline: float) -> Frame | ProtocolError | None: ...
 
     def _read_one(self, deadline: float | None) -> Frame | ProtocolError | None:
         """One frame from the socket (the caller holds the reading role, not the lock).

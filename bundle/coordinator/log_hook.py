@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from importlib.machinery import ModuleSpec
     from types import ModuleType
 
 
@@ -34,7 +36,9 @@ class _ImportWatcher:
         self._name = name
         self._callback = callback
 
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
         if fullname != self._name:
             return None
         sys.meta_path.remove(self)  # one shot; also keeps the lookup below from finding us
@@ -46,15 +50,16 @@ class _ImportWatcher:
         loader, callback = spec.loader, self._callback
 
         class _Loader:
-            def create_module(self, spec: object) -> object:
-                return loader.create_module(spec)  # type: ignore[union-attr]
+            def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+                return loader.create_module(spec)
 
             def exec_module(self, module: ModuleType) -> None:
-                loader.exec_module(module)  # type: ignore[union-attr]
+                loader.exec_module(module)
                 callback(module)
 
             def __getattr__(self, attr: str) -> object:  # get_source, is_package, ...
                 return getattr(loader, attr)
 
-        spec.loader = _Loader()
+        # a duck-typed loader: subclassing importlib.abc.Loader would import it on every start
+        spec.loader = _Loader()  # type: ignore[assignment]
         return spec

@@ -35,7 +35,8 @@ def dial(address: tuple[str, int]) -> socket.socket:
     # An ASCII host goes to getaddrinfo as bytes: as str it is IDNA-encoded first, and the idna
     # codec (with stringprep and unicodedata) costs every task start a few milliseconds.
     target = (host.encode("ascii") if host.isascii() else host, port)
-    sock = socket.create_connection(target, timeout=CONNECT_TIMEOUT_SECONDS)
+    # typeshed types the host as str only; getaddrinfo takes bytes as well
+    sock = socket.create_connection(target, timeout=CONNECT_TIMEOUT_SECONDS)  # type: ignore[arg-type]
     sock.settimeout(None)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock

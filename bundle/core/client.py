@@ -207,14 +207,13 @@ class MessageClient:
         self, task_id: str | None, key: str, dag_id: str | None, run_id: str | None
     ) -> dict[str, Any]:
         ti = self._ti
-        if ti is None and (dag_id is None or run_id is None or task_id is None):
+        if ti is not None:
+            dag_id = dag_id if dag_id is not None else ti.dag_id
+            run_id = run_id if run_id is not None else ti.run_id
+            task_id = task_id if task_id is not None else ti.task_id
+        elif dag_id is None or run_id is None or task_id is None:
             raise RuntimeError("dag_id, run_id and task_id are required outside a running task")
-        return {
-            "key": key,
-            "dag_id": dag_id if dag_id is not None else ti.dag_id,  # type: ignore[union-attr]
-            "run_id": run_id if run_id is not None else ti.run_id,  # type: ignore[union-attr]
-            "task_id": task_id if task_id is not None else ti.task_id,  # type: ignore[union-attr]
-        }
+        return {"key": key, "dag_id": dag_id, "run_id": run_id, "task_id": task_id}
 
     def get_xcom(
         self,

@@ -329,7 +329,7 @@ class _Peer:
         self.pidfd: int | None = pidfd
         if pidfd is None:
             try:
-                self.pidfd = os.pidfd_open(pid)  # type: ignore[attr-defined]
+                self.pidfd = os.pidfd_open(pid)
             except (AttributeError, OSError):
                 self.pidfd = None
         if self.pidfd is not None:
@@ -404,7 +404,7 @@ class _Peer:
 
     def reap(self) -> None:
         if not self.exited:
-            if self.foreign:  # wait for the exit the pidfd reports; the zygote reaps it
+            if self.foreign and self.pidfd is not None:  # the zygote reaps it: wait for the exit
                 select.select([self.pidfd], [], [], 5.0)
             else:
                 _reap(self.pid)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .authoring.task import Task
-    from .client import Client
+    from .client import MessageClient
     from .context import Context
     from .execution import TaskOutcome
 
@@ -52,6 +52,7 @@ class TaskDeferred(BaseException):
     A ``BaseException``, as in Airflow, so a task's ``except Exception`` does not swallow it."""
 
     suspends_task = True  # what ``execution.execute_task`` looks for
+    builtin = False  # resumed by pybundle's own method (``ctx.trigger_dag_run``), not the task's
 
     def __init__(
         self,
@@ -308,7 +309,7 @@ def resolve_method(task: Task, deferred: TaskDeferred) -> str:
         raise ValueError(
             f"{where} has several resume functions ({', '.join(sorted(methods))}): name one in ctx.defer(method_name=...)"
         )
-    if getattr(deferred, "builtin", False):  # ctx.trigger_dag_run's own execute_complete
+    if deferred.builtin:  # ctx.trigger_dag_run's own execute_complete
         if deferred.method_name in methods:
             raise ValueError(
                 f"{where}: ctx.trigger_dag_run(deferrable=True) resumes with "
@@ -329,7 +330,12 @@ BUILTIN_METHODS: dict[str, Callable[..., Any]] = {}
 
 
 def resume(
-    task: Task, context: Context, client: Client, next_method: str, next_kwargs: Any, call: Callable[..., Any]
+    task: Task,
+    context: Context,
+    client: MessageClient,
+    next_method: str,
+    next_kwargs: Any,
+    call: Callable[..., Any],
 ) -> Any:
     """Run the resume function ``next_method`` names with the decoded ``next_kwargs``; ``call``
     runs a prepared function under the task's ``execution_timeout`` (``execution.invoke_fn``)."""
@@ -392,7 +398,7 @@ def _logger(fn: Callable[..., Any]) -> Any:
 
 
 def resume_task(
-    task: Task, context: Context, client: Client, resume_with: tuple[str, Any], watchdog: Any
+    task: Task, context: Context, client: MessageClient, resume_with: tuple[str, Any], watchdog: Any
 ) -> Any:
     """``execute_task``'s call for a resumed task: the resume function, under the task's
     ``execution_timeout`` as a fresh run of the task function would be (Airflow's Python runner
@@ -414,7 +420,7 @@ def resume_task(
     return resume(task, context, client, next_method, next_kwargs, call)
 
 
-def suspended_outcome(exc: BaseException, task: Task, context: Context, client: Client) -> TaskOutcome:
+def suspended_outcome(exc: BaseException, task: Task, context: Context, client: MessageClient) -> TaskOutcome:
     """The outcome of ``ctx.defer`` (``deferred``, with the ``DeferTask`` body) or of
     ``ctx.trigger_dag_run`` (``bundle.core.trigger_dagrun``, which may itself defer)."""
     from .execution import DEFERRED, TaskOutcome, failure_outcome

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .client import Client
+from .client import MessageClient
 from .context import Context
 from .errors import FailTask, SkipTask, TaskTimeout
 from .options import CALLBACK_OPTIONS
@@ -54,7 +54,7 @@ class TaskOutcome(Record):
 def execute_task(
     registry: Registry,
     context: Context,
-    client: Client,
+    client: MessageClient,
     *,
     xcom_keys_to_clear: Iterable[str] = (),
     watchdog: Watchdog | None = None,
@@ -161,7 +161,7 @@ def failure_outcome(context: Context, exc: BaseException) -> TaskOutcome:
     return TaskOutcome(UP_FOR_RETRY if retry else FAILED, error=exc, reason=_describe(exc))
 
 
-def _clear_xcoms(client: Client, keys: Iterable[str]) -> None:
+def _clear_xcoms(client: MessageClient, keys: Iterable[str]) -> None:
     for key in keys:
         runtime_log().debug("Clearing XCom with key %s", key)  # Airflow's record, at its level
         client.delete_xcom(key)
@@ -181,7 +181,7 @@ def _params(task: Task, context: Context) -> dict[str, Any]:
 def invoke(
     task: Task,
     context: Context,
-    client: Client,
+    client: MessageClient,
     *,
     watchdog: Watchdog | None = None,
     arguments: Mapping[str, Any] | None = None,
@@ -207,7 +207,7 @@ def invoke(
 
 
 def free_arguments(
-    task: Task, context: Context, client: Client, arguments: Mapping[str, Any] | None = None
+    task: Task, context: Context, client: MessageClient, arguments: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The values of the parameters nothing injects: bound ones (one ``GetXCom`` per reference), a
     mapped task instance's element (``bundle.core.mapped``), ``arguments`` given by
@@ -232,7 +232,7 @@ def task_logger(task: Task) -> logging.Logger:
 
 
 def _push_result(
-    client: Client, result: Any, *, multiple_outputs: bool, mapped_length: int | None = None
+    client: MessageClient, result: Any, *, multiple_outputs: bool, mapped_length: int | None = None
 ) -> None:
     if multiple_outputs:
         if not isinstance(result, Mapping) or not all(isinstance(k, str) for k in result):
@@ -261,7 +261,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def run_finalizers(registry: Registry, context: Context, client: Client, outcome: TaskOutcome) -> None:
+def run_finalizers(registry: Registry, context: Context, client: MessageClient, outcome: TaskOutcome) -> None:
     """Airflow's ``finalize()``: the task's ``on_success/skipped/retry/failure_callback`` for the
     state just reported; modes call it *after* the terminal message, as the Python task runner
     does. Only tasks with callbacks load ``bundle.core.callbacks``; it never raises."""

@@ -92,7 +92,7 @@ def _unwrap(fn: Callable[..., Any]) -> Callable[..., Any]:
     seen = set()
     while hasattr(fn, "__wrapped__") and id(fn) not in seen:
         seen.add(id(fn))
-        fn = fn.__wrapped__  # type: ignore[attr-defined]
+        fn = fn.__wrapped__
     return fn
 
 
@@ -117,7 +117,7 @@ def _parameters(target: Callable[..., Any], where: str) -> tuple[list[_Param], b
         signature = inspect.signature(target)
     except (TypeError, ValueError) as exc:
         raise RegistrationError(f"{where}: cannot read the signature of {target!r}: {exc}") from None
-    kinds = {
+    kinds: dict[object, str] = {
         inspect.Parameter.POSITIONAL_ONLY: POSITIONAL_ONLY,
         inspect.Parameter.KEYWORD_ONLY: KEYWORD_ONLY,
         inspect.Parameter.POSITIONAL_OR_KEYWORD: POSITIONAL,
@@ -166,7 +166,7 @@ def _type_hints(target: Callable[..., Any], names: list[str]) -> dict[str, Any]:
     annotations = target.__annotations__
     hints = {}
     for name in names:
-        annotation = annotations.get(name)
+        annotation: Any = annotations.get(name)
         if isinstance(annotation, str):
             annotation = eval(annotation, target.__globals__)  # the bundle module's own annotation
         while hasattr(annotation, "__metadata__") and hasattr(annotation, "__origin__"):

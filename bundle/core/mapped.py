@@ -167,6 +167,8 @@ def element_arguments(
     it names every expanded parameter nothing is requested."""
     expand_input = task.expand_input
     where = f"task {task.task_id!r} of dag {task.dag.dag_id!r}"
+    if expand_input is None:  # callers ask only for mapped tasks' elements
+        raise RuntimeError(f"{where} is not mapped: it has no elements")
     if map_index is None or map_index < 0:
         raise RuntimeError(
             f"{where} is mapped, but this task instance has no map index (map_index {map_index}): "
@@ -176,9 +178,9 @@ def element_arguments(
     if given and names is not None and all(name in given for name in names):
         return {}
     if expand_input.kind == DICT_OF_LISTS:
-        values, sources = _dict_of_lists(task, client, map_index, where)
+        values, sources = _dict_of_lists(task, expand_input.value, client, map_index, where)
     else:
-        values, sources = _list_of_dicts(task, client, map_index, where)
+        values, sources = _list_of_dicts(task, expand_input.value, client, map_index, where)
     annotations = {param.name: param.annotation for param in task.plan.free}
     for name, value in values.items():
         problem = binding.type_problem(annotations.get(name), value)
@@ -190,9 +192,8 @@ def element_arguments(
 
 
 def _dict_of_lists(
-    task: Task, client: MessageClient, map_index: int, where: str
+    task: Task, mapped: dict[str, Any], client: MessageClient, map_index: int, where: str
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    mapped = task.expand_input.value
     resolved: dict[str, Any] = {}
     lengths: dict[str, int] = {}
     sources: dict[str, str] = {}
@@ -254,9 +255,8 @@ def _pull_mappable(task: Task, client: MessageClient, ref: binding.XComArg, wher
 
 
 def _list_of_dicts(
-    task: Task, client: MessageClient, map_index: int, where: str
+    task: Task, source: Any, client: MessageClient, map_index: int, where: str
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    source = task.expand_input.value
     if isinstance(source, binding.XComArg):
         what = f"XCom {source.key!r} of task {source.task_id!r}"
         if source.task.is_mapped:  # one item of the mapped upstream's results

@@ -200,7 +200,7 @@ def _spec(type_: str, access: Access, required: dict[str, Check], **optional: Ch
     return MessageSpec(type_, access, required, optional)
 
 
-_XCOM_KEYS = {"key": STR, "dag_id": STR, "run_id": STR, "task_id": STR}
+_XCOM_KEYS: dict[str, Check] = {"key": STR, "dag_id": STR, "run_id": STR, "task_id": STR}
 _R, _W, _L = Access.READ, Access.WRITE, Access.LOGGING
 _LC, _TM, _OR = Access.LIFECYCLE, Access.TASK_METADATA, Access.ORCHESTRATION
 
@@ -463,7 +463,7 @@ def validate_request(body: Any, allowed: Workload = TASK_ACCESS) -> MessageSpec:
     if spec is None:
         raise InvalidRequest(f"unknown request type {type_!r}")
     if type_ not in allowed.types:
-        raise not_allowed(type_, allowed)
+        raise not_allowed(spec.type, allowed)
     if not body.keys() >= spec.required:
         missing = spec.required.difference(body)
         raise InvalidRequest(f"{type_}: missing required field(s) {', '.join(sorted(missing))}")

@@ -168,7 +168,7 @@ def first_reschedule_date(task: Task, context: Context, client: MessageClient) -
     if not context.task_reschedule_count:
         return None
     retries = task.effective_options.get("retries", 0) or 0
-    body = {
+    body: dict[str, Any] = {
         "type": "GetTaskRescheduleStartDate",
         "ti_id": context.ti.id,
         "try_number": context.ti.max_tries - retries + 1,

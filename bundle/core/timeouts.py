@@ -33,7 +33,7 @@ from .runtime_log import runtime_log
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
-    from collections.abc import Callable, Coroutine, Mapping
+    from collections.abc import Callable, Coroutine, Mapping, Sequence
     from typing import Any
 
     # arm(seconds) -> disarm: a mode's backstop for a task the timeout itself cannot stop.
@@ -60,7 +60,7 @@ def timeout_error(limit: timedelta) -> TaskTimeout:
 
 def call_with_timeout(
     fn: Callable[..., Any],
-    args: tuple[Any, ...],
+    args: Sequence[Any],
     kwargs: Mapping[str, Any],
     *,
     is_async: bool,
@@ -93,7 +93,7 @@ def log_timed_out(limit: timedelta) -> None:
 
 
 def _with_alarm(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any], limit: timedelta
+    fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any], limit: timedelta
 ) -> Any:
     """Airflow's ``TimeoutPosix``: SIGALRM raises ``TaskTimeout`` wherever the task's code is."""
     import signal
@@ -143,7 +143,7 @@ async def _bounded(coroutine: Coroutine[Any, Any, Any], limit: timedelta) -> Any
 
 
 def _on_worker_thread(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any], is_async: bool, limit: timedelta
+    fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any], is_async: bool, limit: timedelta
 ) -> Any:
     """Run the task on its own thread and stop waiting at the deadline (no signals off the main thread).
 

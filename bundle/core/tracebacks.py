@@ -91,7 +91,8 @@ def _stack(exc: BaseException, is_cause: bool, keep_internal: bool) -> dict[str,
 def _frames(tb: TracebackType | None, keep_internal: bool) -> list[dict[str, Any]]:
     """The frames of one exception; pybundle's are dropped unless asked for or nothing else is left."""
     try:
-        summaries = traceback.extract_tb(tb)  # reads the source lines through linecache
+        # reads the source lines through linecache
+        summaries: list[traceback.FrameSummary] = traceback.extract_tb(tb)
     except Exception:  # a loader whose get_source raises must not lose the record
         summaries = _summaries_without_lines(tb)
     frames = [_frame(summary) for summary in summaries]

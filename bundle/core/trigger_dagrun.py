@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .authoring.task import Task
-    from .client import Client
+    from .client import MessageClient
     from .context import Context
     from .execution import TaskOutcome
 
@@ -47,6 +47,20 @@ class DagRunTrigger(BaseException):
     ``DagRunTriggerException``). A ``BaseException`` so ``except Exception`` does not catch it."""
 
     suspends_task = True  # what ``execution.execute_task`` looks for
+
+    # set by ``request`` (the only constructor), checked there
+    trigger_dag_id: str
+    run_id: str
+    conf: dict[str, Any] | None
+    logical_date: datetime | None
+    reset_dag_run: bool
+    wait_for_completion: bool
+    poke_interval: float
+    allowed_states: list[str]
+    failed_states: list[str]
+    skip_when_already_exists: bool
+    deferrable: bool
+    note: str | None
 
     def __init__(self, **fields: Any) -> None:
         super().__init__(f"trigger a run of {fields['trigger_dag_id']}")
@@ -137,7 +151,7 @@ def _states(name: str, value: Any, default: list[str]) -> list[str]:
     return states
 
 
-def handle(trigger: DagRunTrigger, task: Task, context: Context, client: Client) -> TaskOutcome:
+def handle(trigger: DagRunTrigger, task: Task, context: Context, client: MessageClient) -> TaskOutcome:
     """Trigger the run, push ``trigger_run_id``, then wait as asked (``_handle_trigger_dag_run``)."""
     from .execution import FAILED, SKIPPED, SUCCESS, TaskOutcome, failure_outcome
     from .runtime_log import runtime_log
@@ -192,7 +206,7 @@ def handle(trigger: DagRunTrigger, task: Task, context: Context, client: Client)
             {"trigger_dag_id": trigger.trigger_dag_id, "failed_states": trigger.failed_states},
             None,
         )
-        deferred.builtin = True  # type: ignore[attr-defined]
+        deferred.builtin = True
         raise deferred
     while True:
         log.info(
@@ -221,7 +235,7 @@ class DagRunFailed(Exception):
 def execute_complete(
     task: Task,
     context: Context,
-    client: Client,
+    client: MessageClient,
     *,
     event: Any,
     trigger_dag_id: str = "",

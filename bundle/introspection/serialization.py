@@ -157,6 +157,7 @@ def _group_default_args(group: TaskGroup) -> dict[str, Any]:
             # Callbacks run in the bundle's runtime: the DAG file's TaskGroup(...) never gets them.
             own = {k: v for k, v in child.own_default_args.items() if k not in CALLBACK_OPTIONS}
             if own:
+                assert child.group_id is not None  # only the root group has no id
                 found[child.group_id] = _wrap(own)
             found.update(_group_default_args(child))
     return found

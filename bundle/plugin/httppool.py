@@ -110,7 +110,7 @@ class ConnectionPool:
             if now - since < IDLE_SECONDS and _is_idle_and_open(conn.sock):
                 conn.timeout = timeout
                 try:
-                    conn.sock.settimeout(timeout)  # type: ignore[union-attr]
+                    conn.sock.settimeout(timeout)
                 except OSError:
                     conn.close()
                     continue

@@ -314,7 +314,7 @@ class DagBundleServicer(plugin_pb2_grpc.DagBundleServicer):
         with self.state.lock:
             self.state.executing += 1
         try:
-            runner.run(workload, cancelled)
+            runner.run(workload, cancelled)  # type: ignore[union-attr]  # abort() raised on None (grpc is untyped)
         except RunnerError as exc:
             context.abort(getattr(grpc.StatusCode, exc.code, grpc.StatusCode.UNKNOWN), str(exc))
         except Exception as exc:  # a bug of ours: surface it like Go's codes.Unknown, keep serving
@@ -382,7 +382,8 @@ class StdioServicer(grpc_stdio_pb2_grpc.GRPCStdioServicer):
 
         context.add_callback(on_done)
         for channel, data in self.capture.stream(stop):
-            yield grpc_stdio_pb2.StdioData(channel=channel, data=data)
+            # protoc's stub types the field as its enum; enum values are these ints
+            yield grpc_stdio_pb2.StdioData(channel=channel, data=data)  # type: ignore[arg-type]
 
 
 class BrokerServicer(grpc_broker_pb2_grpc.GRPCBrokerServicer):

@@ -107,6 +107,10 @@ class Asset(BaseAsset):
     Equal assets have the same name, uri, group and extra; asset events are keyed by (name, uri)."""
 
     __slots__ = ("extra", "group", "name", "uri")
+    name: str
+    uri: str
+    group: str
+    extra: dict[str, Any]
 
     def __init__(
         self,
@@ -180,7 +184,7 @@ class _Condition(BaseAsset):
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self.objects == other.objects  # type: ignore[attr-defined]
+        return self.objects == other.objects
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.objects))

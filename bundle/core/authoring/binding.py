@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotat
     from collections.abc import Mapping
     from typing import Any
 
-    from ..client import Client
+    from ..client import MessageClient
     from .dag import Dag
     from .task import Task
 
@@ -157,11 +157,12 @@ def type_problem(annotation: Any, value: Any) -> str | None:
 
 def unbound_required(task: Task) -> list[FreeParameter]:
     """The free parameters with neither a binding nor a default: the task could never be called."""
-    expanded: list[str] | None = []
+    expanded: list[str] = []
     if task.expand_input is not None:
-        expanded = task.expand_input.names()
-        if expanded is None:  # expand_kwargs over an upstream's output: only run time knows its keys
+        names = task.expand_input.names()
+        if names is None:  # expand_kwargs over an upstream's output: only run time knows its keys
             return []
+        expanded = names
     return [
         param
         for param in task.plan.free
@@ -181,7 +182,7 @@ class XComNotFound(LookupError):
 
 
 def resolve_arguments(
-    task: Task, client: Client, given: Mapping[str, Any] | None = None, *, map_index: int = -1
+    task: Task, client: MessageClient, given: Mapping[str, Any] | None = None, *, map_index: int = -1
 ) -> dict[str, Any]:
     """The bound arguments' values, as keyword arguments: one ``GetXCom`` per reference (a
     mapped task's output: its lazy sequence of results; a mapped task: its element at
@@ -229,7 +230,7 @@ def value_key(name: str, task: Task) -> str:
     return f"{ref.key!r} of task {ref.task_id!r}"
 
 
-def _pull(task: Task, client: Client, ref: XComArg) -> Any:
+def _pull(task: Task, client: MessageClient, ref: XComArg) -> Any:
     if ref.task.expand_input is not None:  # a reduce: all results of a mapped task, lazily
         from ..mapped import pull_reduce
 

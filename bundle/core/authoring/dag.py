@@ -86,6 +86,7 @@ class Dag:
         parent = self.current_group
         group = TaskGroup(self, validate_group_id(group_id, self.dag_id), parent, **options)
         full_id = group.group_id
+        assert full_id is not None  # a named group's id: only the root group has none
         if full_id in self.group_ids or full_id in self.tasks:
             raise RegistrationError(f"dag {self.dag_id!r}: group id {full_id!r} is already used")
         self._check_fail_fast(group.default_args.get("trigger_rule"), f"task group {full_id!r} default_args")

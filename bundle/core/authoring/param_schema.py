@@ -18,8 +18,8 @@ if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotat
 JSON_TYPES = ("string", "number", "integer", "boolean", "object", "array", "null")
 # Keywords that only describe (for the UI's trigger form), never reject a value.
 ANNOTATIONS = frozenset({"title", "examples", "values_display", "section", "description_md"})
-VALIDATING = ("type", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
-VALIDATING += ("minLength", "maxLength")
+VALIDATING: tuple[str, ...] = ("type", "enum", "const", "minimum", "maximum", "exclusiveMinimum")
+VALIDATING += ("exclusiveMaximum", "minLength", "maxLength")
 SUPPORTED = frozenset(VALIDATING) | ANNOTATIONS
 
 

@@ -64,7 +64,7 @@ class Task(Relatable):
         self.downstream_task_ids: list[str] = []
         # parameter name -> XComArg or literal, filled by bind(); empty for most tasks
         self.bound: dict[str, Any] = {}
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if binding.active_dags and binding.active_dags[-1] is self.dag:
