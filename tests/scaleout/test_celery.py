@@ -181,10 +181,20 @@ def test_api_server_restart_mid_run_is_survived_like_a_python_task(fanout: Celer
 def test_sigkill_of_the_bundle_worker_mid_task_retries_like_a_python_task(fanout: CeleryDeployment) -> None:
     """Both workers' whole process trees SIGKILLed (a crashed machine) while a bundle task and a
     Python task sleep, then started again: the heartbeats stop, the scheduler fails each try after
-    ``task_instance_heartbeat_timeout`` and the retry succeeds on the restarted worker."""
-    run_id = fanout.trigger_run("fanout", conf={"sleep": 25, "sleepers": ["bundle_0", "python_0"]})
-    _wait_running(fanout, run_id, "bundle_0")
-    _wait_running(fanout, run_id, "python_0")
+    ``task_instance_heartbeat_timeout`` and the retry succeeds on the restarted worker.
+
+    The workers die only once the sleepers are the run's last tasks: a task still queued in a
+    worker's prefetch when it dies waits for the broker's redelivery or the scheduler's
+    ``task_queued_timeout`` (minutes), whatever its kind; that is Celery's behaviour, not this test's."""
+    sleepers = ("bundle_0", "python_0")
+    run_id = fanout.trigger_run("fanout", conf={"sleep": 45, "sleepers": list(sleepers)})
+
+    def only_the_sleepers_running() -> dict[str, TaskInstance] | None:
+        tis = fanout.task_instances("fanout", run_id)
+        others_done = all(ti.state == "success" for task_id, ti in tis.items() if task_id not in sleepers)
+        return tis if others_done and all(tis[t].state == "running" for t in sleepers) else None
+
+    poll_until(only_the_sleepers_running, 40, 0.3, lambda: f"{sleepers} never the only tasks running")
     fanout.kill_service(BUNDLE_WORKER)
     fanout.kill_service(PYTHON_WORKER)
     fanout.start_workers()
