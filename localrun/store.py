@@ -164,11 +164,6 @@ class Store:
         rows = self.db.execute("SELECT key FROM variables ORDER BY key").fetchall()
         return [r["key"] for r in rows if prefix is None or r["key"].startswith(prefix)]
 
-    def all_variables(self) -> dict[str, str | None]:
-        return {
-            r["key"]: r["value"] for r in self.db.execute("SELECT key, value FROM variables ORDER BY key")
-        }
-
     # -- connections ---------------------------------------------------------------------------------
     def get_connection(self, conn_id: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT * FROM connections WHERE conn_id = ?", (conn_id,)).fetchone()
@@ -341,14 +336,6 @@ class Store:
             "INSERT OR REPLACE INTO task_logs VALUES (?, ?, ?, ?, ?, ?)",
             (ti["dag_id"], ti["run_id"], ti["task_id"], ti["map_index"], ti["try_number"], content),
         )
-
-    def get_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
-        row = self.db.execute(
-            "SELECT content FROM task_logs WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ? "
-            "AND try_number = ?",
-            (dag_id, run_id, task_id, map_index, try_number),
-        ).fetchone()
-        return "" if row is None else row["content"]
 
     # -- xcoms ---------------------------------------------------------------------------------------
     def set_xcom(self, dag_id: str, run_id: str, task_id: str, key: str, map_index: int, value: Any) -> None:

@@ -128,12 +128,6 @@ def plan_callback(fn: Callable[..., Any]) -> _Plan:
     return _Plan(injection, exception_arg)
 
 
-def has_callbacks(task: Task) -> bool:
-    """True when any of the task's effective options (default_args included) holds a callback."""
-    options = task.effective_options
-    return any(options.get(kind) for kind in CALLBACK_KINDS)
-
-
 def timeout_seconds() -> float:
     raw = os.environ.get(TIMEOUT_ENV)
     if not raw:

@@ -68,10 +68,6 @@ class DagCallbackContext(Context):
         return f"DagCallbackContext({self.callback}, dag_run={self.dag_run!r}, reason={self.reason!r})"
 
 
-def has_dag_callbacks(dag: Dag) -> bool:
-    return any(dag.options.get(kind) for kind in DAG_CALLBACK_KINDS)
-
-
 def callback_counts(dag: Dag) -> dict[str, int]:
     """``{kind: number of callables}`` for the kinds the DAG has (what the DAG file needs to bound
     the bundle's process: one bound per callback)."""

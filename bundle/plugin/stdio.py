@@ -54,7 +54,6 @@ class StdioCapture:
         self._chunks: collections.deque[tuple[int, bytes]] = collections.deque()
         self._pending: dict[int, bytes] = {}  # per channel: output after its last newline
         self._buffered = 0
-        self._dropped = 0
         self._closed = False
         self._consumers = 0
         self._readers: list[threading.Thread] = []
@@ -131,7 +130,6 @@ class StdioCapture:
         while self._buffered > MAX_BUFFERED_BYTES and self._chunks:
             _, old = self._chunks.popleft()
             self._buffered -= len(old)
-            self._dropped += len(old)
         self._cond.notify_all()
 
     def stream(self, stop: threading.Event | None = None) -> Iterator[tuple[int, bytes]]:
@@ -184,7 +182,3 @@ class StdioCapture:
             except OSError:
                 pass
 
-    @property
-    def dropped_bytes(self) -> int:
-        """Bytes discarded because no consumer kept up (the buffer is bounded on purpose)."""
-        return self._dropped

@@ -306,8 +306,3 @@ def dag_dependencies(dag_id: str, outlets: list[list[Asset]], schedule: Any) -> 
         found += [dependency(asset, source="asset", target=dag_id) for asset in schedule.iter_assets()]
     order = ("source", "target", "label", "dependency_type", "dependency_id")
     return sorted(found, key=lambda dep: tuple(dep[key] for key in order))
-
-
-def decode_asset(data: dict[str, Any]) -> Asset:
-    """An ``Asset`` from its serialized fields (what the DAG-file generator and bundle-run read)."""
-    return Asset(data["name"], data["uri"], group=data.get("group", "asset"), extra=data.get("extra") or {})
