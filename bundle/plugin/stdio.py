@@ -181,4 +181,3 @@ class StdioCapture:
                 os.dup2(self.real_stderr, fd)
             except OSError:
                 pass
-
