@@ -38,12 +38,11 @@ from .rules import SUPPORTED
 from .runner import (
     LOCAL_BUNDLE_NAME,
     DagRunner,
-    ProgressView,
-    RunResult,
     RunSettings,
     exit_state_ok,
     new_dag_version_id,
 )
+from .runtypes import ProgressView, RunResult
 from .store import Store
 from .target import BundleTarget, dump_spec, resolve_target, source_schema_version
 from .workerproc import WorkerLost, WorkerProcess

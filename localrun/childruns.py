@@ -18,13 +18,35 @@ by the API (bundle-run knows no other DAGs), so the task fails as in a deploymen
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from .dagmodel import DagSpec
 from .progress import TaskRow
+from .runtypes import ProgressView, RunResult
+from .store import Store
+from .workerproc import WorkerProcess
 
-if TYPE_CHECKING:
-    from .runner import DagRunner, ProgressView, RunResult
+
+class TriggeredRunner(Protocol):
+    """What :class:`TriggeredRuns` uses of a run's runner (``runner.DagRunner``, which passes itself
+    as the parent and makes the children): described here so this module never imports the runner."""
+
+    api: Any
+    store: Store
+    bundle_dags: dict[str, DagSpec]
+    dag: DagSpec
+    run_id: str
+    worker: WorkerProcess | None
+
+    def spawn_triggered(self, dag: DagSpec, run_id: str) -> TriggeredRunner: ...
+
+    def create_run(self) -> None: ...
+
+    def advance(self) -> bool: ...
+
+    def finish(self) -> RunResult: ...
+
+    def interrupt(self) -> None: ...
 
 
 class ChildProgress:
@@ -79,9 +101,9 @@ class ChildProgress:
 class TriggeredRuns:
     """The triggered runs of one parent runner: adopted from the API, advanced, finished."""
 
-    def __init__(self, parent: DagRunner) -> None:
+    def __init__(self, parent: TriggeredRunner) -> None:
         self.parent = parent
-        self.active: list[DagRunner] = []
+        self.active: list[TriggeredRunner] = []
         self.results: list[RunResult] = []
         self._busy = False
 
@@ -94,23 +116,7 @@ class TriggeredRuns:
             dag = self.parent.bundle_dags.get(dag_id)
             if dag is None:  # the API refuses DAGs it does not know, so only without bundle_dags
                 continue
-            from .runner import DagRunner
-
-            run = self.parent.store.get_dag_run(dag_id, run_id) or {}
-            child = DagRunner(
-                dag,
-                dag.topological_order(),
-                self.parent.store,
-                self.parent.new_worker,
-                None,  # its own worker: the parent's may be busy polling for this very run
-                ChildProgress(self.parent.progress, dag_id),
-                replace(self.parent.settings, conf=run.get("conf") or {}, run_id=run_id),
-                self.parent.version_id_of(dag_id),
-            )
-            child.api = api
-            child.bundle_dags = self.parent.bundle_dags
-            child.version_id_of = self.parent.version_id_of
-            child.nonblocking = True
+            child = self.parent.spawn_triggered(dag, run_id)
             child.create_run()
             self.active.append(child)
             api.running.add((dag_id, run_id))

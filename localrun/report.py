@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from .mapping import instance_name
 from .progress import format_duration, paint
-from .runner import RunResult, TryRecord
+from .runtypes import RunResult, TryRecord
 from .store import Store
 from .tasklog import format_log, parse_log
 

@@ -21,13 +21,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from .dagmodel import OK_STATES, TERMINAL_STATES, DagSpec, TaskSpec
 from .mapping import expansion_length, instance_name, not_expanded_note, zero_length_note
 from .rules import RUN, decide
+from .runtypes import ProgressView, RunResult, TryRecord
 from .store import Store, iso, parse_iso, utcnow
 from .tasklog import last_error
 from .workerproc import WorkerLost, WorkerProcess
@@ -39,47 +40,6 @@ LOCAL_BUNDLE_NAME = "bundle-run"
 TiState = Any
 """A row of ``Store.ti_states`` (an ``sqlite3.Row``: id, task_id, map_index, state, try_number,
 next_retry_at, read by column name)."""
-
-
-class ProgressView(Protocol):
-    """What the runner tells the display (``progress.py``); the display never affects the run."""
-
-    def begin(self, dag_id: str, run_id: str, task_ids: list[str], max_tries: dict[str, int]) -> None: ...
-
-    def update(
-        self, task_id: str, state: str, try_number: int, duration: float | None, note: str | None
-    ) -> None: ...
-
-    def retry_at(self, task_id: str, when: float) -> None: ...
-
-    def expanded(self, task_id: str, names: list[str]) -> None: ...
-
-    def label(self, name: str, text: str | None) -> None: ...
-
-    def status(self, text: str | None) -> None: ...
-
-    def tick(self) -> None: ...
-
-    def end(self) -> None: ...
-
-
-@dataclass
-class TryRecord:
-    """One supervised try, as the report shows it."""
-
-    task_id: str
-    try_number: int
-    state: str
-    duration: float | None
-    note: str | None
-    log: str
-    supervisor_errors: list[dict[str, Any]] = field(default_factory=list)
-    exception: str | None = None
-    ti_duration: float | None = None
-    """The task instance's duration as Airflow records it (entering running to the final state)."""
-    map_index: int = -1
-    label: str | None = None
-    """A mapped task instance's rendered ``map_index_template``."""
 
 
 @dataclass
@@ -95,35 +55,6 @@ class RunSettings:
     """Where the supervisor writes task logs (``[logging] base_log_folder``): read after an interrupt."""
     trigger_env: dict[str, str] | None = None
     """The environment of bundle-run's trigger processes (the worker's: its private AIRFLOW_HOME)."""
-
-
-@dataclass
-class RunResult:
-    """How the run ended; task states live in the store (``final_states``)."""
-
-    dag_id: str
-    run_id: str
-    state: str
-    task_ids: list[str]
-    tries: list[TryRecord]
-    interrupted: bool = False
-    triggered: list[RunResult] = field(default_factory=list)
-    """The DAG runs its tasks triggered of DAGs of the bundle, which bundle-run ran too (``childruns.py``)."""
-
-    def final_states(self, store: Store) -> dict[str, str | None]:
-        """Each selected task instance's final state (None for one that never got decided), by
-        name: the task id, ``task[i]`` for a mapped task's instance i."""
-        states: dict[str, str | None] = {}
-        by_task: dict[str, list[dict[str, Any]]] = {}
-        for ti in sorted(store.task_instances(self.dag_id, self.run_id), key=lambda ti: ti["map_index"]):
-            by_task.setdefault(ti["task_id"], []).append(ti)
-        for task_id in self.task_ids:
-            mine = by_task.get(task_id, [])
-            for ti in mine:
-                states[instance_name(task_id, ti["map_index"])] = ti["state"]
-            if not mine:
-                states[task_id] = None
-        return states
 
 
 class DagRunner:
@@ -531,6 +462,28 @@ class DagRunner:
         self.api.resumes[ti["id"]] = {"next_method": fired.next_method, "next_kwargs": fired.next_kwargs}
         self._run_try(self.dag.tasks[task_id], same_try=True, map_index=ti["map_index"])
         return True
+
+    def spawn_triggered(self, dag: DagSpec, run_id: str) -> DagRunner:
+        """A runner for a DAG run a task of this run triggered (the API created the run), with its own
+        worker (this one's may be busy polling for that very run), its tasks shown as extra rows."""
+        from .childruns import ChildProgress
+
+        run = self.store.get_dag_run(dag.dag_id, run_id) or {}
+        child = DagRunner(
+            dag,
+            dag.topological_order(),
+            self.store,
+            self.new_worker,
+            None,
+            ChildProgress(self.progress, dag.dag_id),
+            replace(self.settings, conf=run.get("conf") or {}, run_id=run_id),
+            self.version_id_of(dag.dag_id),
+        )
+        child.api = self.api
+        child.bundle_dags = self.bundle_dags
+        child.version_id_of = self.version_id_of
+        child.nonblocking = True
+        return child
 
     def _dag_state_watch(self, kwargs: dict[str, Any]) -> dict[str, Any] | str | None:
         """For the triggerer's ``DagStateTrigger``: the watched runs' states once all are in the
