@@ -39,6 +39,7 @@ import time
 from .context import Context
 from .injection import CLIENT, CONTEXT, InjectionPlan, function_name, plan_injection
 from .messages import CALLBACK_ACCESS
+from .options import CALLBACK_OPTIONS
 from .runtime_log import runtime_log
 
 TYPE_CHECKING = False
@@ -52,13 +53,8 @@ if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotat
 
 TIMEOUT_ENV = "PYBUNDLE_CALLBACK_TIMEOUT_SECONDS"
 DEFAULT_TIMEOUT_SECONDS = 10.0
-CALLBACK_KINDS = (
-    "on_execute_callback",
-    "on_success_callback",
-    "on_failure_callback",
-    "on_retry_callback",
-    "on_skipped_callback",
-)
+# The five task callback kinds, spelled once where the options are (execution.py checks them too).
+CALLBACK_KINDS = CALLBACK_OPTIONS
 EXCEPTION_PARAMETER = "exception"
 # Which callbacks Airflow's finalize() runs for each terminal state (none for removed).
 _FOR_STATE = {

@@ -338,7 +338,7 @@ def resume(
     call: Callable[..., Any],
 ) -> Any:
     """Run the resume function ``next_method`` names with the decoded ``next_kwargs``; ``call``
-    runs a prepared function under the task's ``execution_timeout`` (``execution.invoke_fn``)."""
+    runs a prepared function under the task's ``execution_timeout`` (``execution.call_bounded``)."""
     from .runtime_log import runtime_log
 
     kwargs = decode(next_kwargs or {})
@@ -403,19 +403,12 @@ def resume_task(
     """``execute_task``'s call for a resumed task: the resume function, under the task's
     ``execution_timeout`` as a fresh run of the task function would be (Airflow's Python runner
     also starts the limit over for ``resume_execution``)."""
+    from .execution import call_bounded
+
     next_method, next_kwargs = resume_with
 
     def call(fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], is_async: bool) -> Any:
-        limit = task.effective_options.get("execution_timeout")
-        if limit:
-            from .timeouts import call_with_timeout
-
-            return call_with_timeout(fn, args, kwargs, is_async=is_async, limit=limit, watchdog=watchdog)
-        if is_async:
-            import asyncio
-
-            return asyncio.run(fn(*args, **kwargs))
-        return fn(*args, **kwargs)
+        return call_bounded(task, fn, args, kwargs, is_async=is_async, watchdog=watchdog)
 
     return resume(task, context, client, next_method, next_kwargs, call)
 

@@ -26,7 +26,7 @@ from .runtime_log import runtime_log
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # importing typing costs milliseconds of every start; annotations are strings
     import logging
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable, Sequence
     from datetime import datetime
     from typing import Any
 
@@ -192,18 +192,42 @@ def invoke(
     instance's element a few more, whatever the width (``bundle.core.mapped``)."""
     args, kwargs = task.plan.arguments(context, client, lambda: task_logger(task))
     kwargs.update(free_arguments(task, context, client, arguments))
+    return call_bounded(task, task.fn, args, kwargs, is_async=task.plan.is_async, watchdog=watchdog)
+
+
+def call_bounded(
+    task: Task,
+    fn: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    is_async: bool,
+    watchdog: Watchdog | None = None,
+) -> Any:
+    """Call ``fn`` (the task function, a sensor's poke loop, a resume function) under ``task``'s
+    ``execution_timeout`` when it has one, else as :func:`call_plain` does.
+
+    Written once because every way a task's code runs must be bounded alike (Airflow bounds
+    ``execute`` and ``resume_execution`` the same way), and so that the start-up cost stays where it
+    is: ``bundle.core.timeouts`` (and ``threading``) is imported only by a task with a limit."""
     limit = task.effective_options.get("execution_timeout")
     if limit:
         from .timeouts import call_with_timeout  # only tasks with a limit pay for it
 
-        return call_with_timeout(
-            task.fn, args, kwargs, is_async=task.plan.is_async, limit=limit, watchdog=watchdog
-        )
-    if task.plan.is_async:
-        import asyncio  # only async tasks pay for it
+        return call_with_timeout(fn, args, kwargs, is_async=is_async, limit=limit, watchdog=watchdog)
+    return call_plain(fn, args, kwargs, is_async=is_async)
 
-        return asyncio.run(task.fn(*args, **kwargs))
-    return task.fn(*args, **kwargs)
+
+def call_plain(
+    fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any], *, is_async: bool
+) -> Any:
+    """Call ``fn``, running it to completion in a fresh event loop when it is ``async def``;
+    ``asyncio`` is imported only then, so a plain task never pays for it."""
+    if is_async:
+        import asyncio  # only async functions pay for it
+
+        return asyncio.run(fn(*args, **kwargs))
+    return fn(*args, **kwargs)
 
 
 def free_arguments(

@@ -180,7 +180,8 @@ def normalise_schedule(value: Any) -> Any:
     return " ".join(fields)
 
 
-# A callable or a list of them; run by the runtime (``bundle.core.callbacks``), never by Airflow.
+# The five task callback kinds, defined only here (``bundle.core.callbacks`` and ``execution`` use this):
+# a callable or a list of them; run by the runtime (``bundle.core.callbacks``), never by Airflow.
 CALLBACK_OPTIONS = (
     "on_execute_callback",
     "on_success_callback",

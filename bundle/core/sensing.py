@@ -63,27 +63,20 @@ def run_sensor(
     """Poke ``task`` as its ``SensorSpec`` says; the return value to push, or :class:`Rescheduled`.
 
     Raises what ends the task otherwise (``SkipTask``, ``SensorTimeout``, the poke's exception)."""
-    from .execution import free_arguments, task_logger
+    from .execution import call_bounded, call_plain, free_arguments, task_logger
 
     args, kwargs = task.plan.arguments(context, client, lambda: task_logger(task))
     kwargs.update(free_arguments(task, context, client, arguments))  # a mapped sensor's element too
-    if task.plan.is_async:
-        import asyncio
+    is_async = task.plan.is_async
+    if is_async:
+        import asyncio  # noqa: F401  (imported before the loop, so no poke's time is spent on it)
 
-        def poke() -> Any:
-            return asyncio.run(task.fn(*args, **kwargs))
-    else:
-
-        def poke() -> Any:
-            return task.fn(*args, **kwargs)
+    def poke() -> Any:
+        return call_plain(task.fn, args, kwargs, is_async=is_async)
 
     loop = _Loop(task, context, client, poke)
-    limit = task.effective_options.get("execution_timeout")
-    if limit:
-        from .timeouts import call_with_timeout
-
-        return call_with_timeout(loop.run, (), {}, is_async=False, limit=limit, watchdog=watchdog)
-    return loop.run()
+    # execution_timeout bounds the whole loop (each poke is a plain call inside it)
+    return call_bounded(task, loop.run, (), {}, is_async=False, watchdog=watchdog)
 
 
 class _Loop:
