@@ -12,12 +12,17 @@ Airflow's own deferrable operators (``self.defer``, ``TriggerDagRunOperator``).
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 
 from bundle import Bundle, Context, serve
 from bundle.triggers import FileTrigger, TimeDeltaTrigger, Trigger
 
 WAIT = timedelta(seconds=8)
+# The deferred wait's child run takes this long, so its DagStateTrigger cannot fire before the
+# scheduler has read the executor's event of the deferral: Airflow 3.3.2's scheduler fails a task
+# whose trigger beat that event ("finished with state success, but ... queued"), Python task or not.
+CHILD_SLEEP = 15
 
 bundle = Bundle("deferral", version="1.0.0", queue="python-bundle")
 dag = bundle.dag("deferral_dag", schedule=None)
@@ -58,12 +63,17 @@ def trigger_child(ctx: Context) -> None:
 @dag.task
 def trigger_child_deferred(ctx: Context) -> None:
     ctx.trigger_dag_run(
-        "deferral_child", conf={"from": "defer"}, wait_for_completion=True, poke_interval=2, deferrable=True
+        "deferral_child",
+        conf={"from": "defer", "sleep": CHILD_SLEEP},
+        wait_for_completion=True,
+        poke_interval=2,
+        deferrable=True,
     )
 
 
 @child.task
 def child_work(ctx: Context) -> str:
+    time.sleep(ctx.dag_run.conf.get("sleep", 0))
     return f"child of {ctx.dag_run.conf.get('from')}"
 
 

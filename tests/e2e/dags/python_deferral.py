@@ -3,6 +3,7 @@ operators: same task ids, triggers, resume values and TriggerDagRun options."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
@@ -11,6 +12,7 @@ from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from airflow.sdk import DAG, BaseOperator, task
 
 WAIT = timedelta(seconds=8)
+CHILD_SLEEP = 15  # as in the bundle: the deferred wait's child outlasts the scheduler's deferral event
 
 
 class WaitTime(BaseOperator):
@@ -50,7 +52,7 @@ with DAG(dag_id="python_deferral_dag", schedule=None):
     TriggerDagRunOperator(
         task_id="trigger_child_deferred",
         trigger_dag_id="python_deferral_child",
-        conf={"from": "defer"},
+        conf={"from": "defer", "sleep": CHILD_SLEEP},
         wait_for_completion=True,
         poke_interval=2,
         deferrable=True,
@@ -61,6 +63,7 @@ with DAG(dag_id="python_deferral_child", schedule=None):
 
     @task
     def child_work(dag_run=None) -> str:
+        time.sleep(dag_run.conf.get("sleep", 0))
         return f"child of {dag_run.conf.get('from')}"
 
     child_work()
